@@ -1,0 +1,49 @@
+//! The emulator harness itself: tests rely on it starting moto, isolating names and
+//! reaching it through the standard SDK configuration.
+
+use geobatch_common::testing::{Emulator, unique_name};
+
+/// A queue created through the SDK is visible through the same endpoint, proving that the
+/// harness's configuration reaches the emulator over HTTP.
+#[tokio::test]
+async fn sdk_clients_reach_the_shared_emulator() {
+    let emulator = Emulator::shared();
+    let config = emulator.sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let name = unique_name("harness");
+    let created = sqs
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .expect("create queue");
+    let url = created.queue_url().expect("queue url").to_owned();
+    let listed = sqs
+        .list_queues()
+        .queue_name_prefix(&name)
+        .send()
+        .await
+        .expect("list queues");
+    assert_eq!(listed.queue_urls(), [url]);
+}
+
+/// A reset on a private emulator removes what tests created, so tests that own one start
+/// clean.
+#[tokio::test]
+async fn reset_clears_a_private_emulator() {
+    let emulator = Emulator::start();
+    let config = emulator.sdk_config().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket()
+        .bucket("reset-me")
+        .send()
+        .await
+        .expect("create bucket");
+    emulator.reset();
+    let buckets = s3.list_buckets().send().await.expect("list buckets");
+    assert!(buckets.buckets().is_empty(), "reset left {buckets:?}");
+}
