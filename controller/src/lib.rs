@@ -2,6 +2,8 @@
 //! SQS backlog, scales to zero safely and never removes a busy worker.
 //!
 //! # Layout
+//! - [`config`]: the TOML file, its defaults and validation into pools.
 //! - [`policy`]: the pure decision function shared by the loop, `decide`, dry-run and the
 //!   simulator.
+pub mod config;
 pub mod policy;
