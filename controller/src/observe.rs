@@ -388,10 +388,13 @@ async fn queue_metrics(
             )
             .build()
     };
-    let end = SystemTime::now();
-    let start = end
+    let now = SystemTime::now();
+    let start = now
         .checked_sub(CLOUDWATCH_LOOKBACK)
         .unwrap_or(SystemTime::UNIX_EPOCH);
+    // The end reaches past now so the current, still-open period is included whatever
+    // precision the timestamps travel with (the query protocol sends whole seconds).
+    let end = now + Duration::from_secs(60);
     let output = clients
         .cloudwatch
         .get_metric_data()
