@@ -41,7 +41,7 @@ impl Fleet {
     pub async fn create(emulator: &Emulator, tasks: i32, instances: i32) -> Fleet {
         let sdk = emulator.sdk_config().await;
         Fleet::create_with(
-            AwsClients::new(&sdk, Duration::from_secs(5)),
+            AwsClients::new(&sdk, Duration::from_secs(60)),
             &unique_name("geo"),
             tasks,
             instances,
