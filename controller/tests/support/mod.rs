@@ -371,6 +371,22 @@ idle_window_secs = 0
         out
     }
 
+    /// The service's desired count, as ECS reports it.
+    pub async fn service_desired(&self) -> i32 {
+        self.clients
+            .ecs
+            .describe_services()
+            .cluster(&self.cluster)
+            .services(&self.service)
+            .send()
+            .await
+            .expect("describe service")
+            .services()
+            .first()
+            .expect("service exists")
+            .desired_count()
+    }
+
     /// The fleet's whole state.
     pub async fn state(&self) -> FleetState {
         let service = self
