@@ -1,4 +1,9 @@
-//! geobatch's controller: sizes the worker fleet from the queue.
+//! geobatch's controller: sizes the worker ECS service and its Auto Scaling Group from the
+//! SQS backlog, scales to zero safely and never removes a busy worker.
 //!
 //! # Layout
-//! (filled in by the controller work: observe, policy, actuate, sim)
+//! - [`config`]: the TOML file, its defaults and validation into pools.
+//! - [`policy`]: the pure decision function shared by the loop, `decide`, dry-run and the
+//!   simulator.
+pub mod config;
+pub mod policy;

@@ -1,8 +1,8 @@
-//! `geobatch-controller`: placeholder until the controller lands.
+//! `geobatch-controller`: placeholder until the command line lands.
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    eprintln!("geobatch-controller: not built yet");
+    eprintln!("geobatch-controller: the command line is not built yet");
     ExitCode::FAILURE
 }
