@@ -88,7 +88,10 @@ mod tests {
         let mut r = SimRng::new(42, 0);
         let n = 20_000;
         let mean_exp = (0..n).map(|_| r.exponential(120.0)).sum::<f64>() / n as f64;
-        assert!((mean_exp - 120.0).abs() < 5.0, "exponential mean {mean_exp}");
+        assert!(
+            (mean_exp - 120.0).abs() < 5.0,
+            "exponential mean {mean_exp}"
+        );
         let mut samples: Vec<f64> = (0..n).map(|_| r.log_normal(100.0, 0.8)).collect();
         samples.sort_by(f64::total_cmp);
         let median = samples[n / 2];

@@ -64,7 +64,9 @@ pub const BUILT_IN: [(&str, &str); 4] = [
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// Neither a built-in name nor a readable file.
-    #[error("unknown scenario {0:?}: use one of burst, trickle, diurnal, mixed, or a .csv/.toml file")]
+    #[error(
+        "unknown scenario {0:?}: use one of burst, trickle, diurnal, mixed, or a .csv/.toml file"
+    )]
     Unknown(String),
     /// The file could not be read.
     #[error("cannot read scenario file {path}: {source}")]
@@ -282,7 +284,10 @@ fn parse_csv(
         if !header_seen {
             header_seen = true;
             let expected = ["upload_secs", "size_mb", "processing_secs"];
-            if cells.len() < 2 || cells.len() > 3 || cells.iter().zip(expected).any(|(c, e)| *c != e) {
+            if cells.len() < 2
+                || cells.len() > 3
+                || cells.iter().zip(expected).any(|(c, e)| *c != e)
+            {
                 return Err(invalid(
                     line_no,
                     "the header must be `upload_secs,size_mb` or `upload_secs,size_mb,processing_secs`".into(),
@@ -301,9 +306,13 @@ fn parse_csv(
         };
         let upload = number(0, "upload_secs")?
             .ok_or_else(|| invalid(line_no, "upload_secs is missing".into()))?;
-        let size = number(1, "size_mb")?.ok_or_else(|| invalid(line_no, "size_mb is missing".into()))?;
+        let size =
+            number(1, "size_mb")?.ok_or_else(|| invalid(line_no, "size_mb is missing".into()))?;
         let processing = number(2, "processing_secs")?;
-        files.push(file_upload(upload, size, processing, model, rng).map_err(|why| invalid(line_no, why))?);
+        files.push(
+            file_upload(upload, size, processing, model, rng)
+                .map_err(|why| invalid(line_no, why))?,
+        );
     }
     finish(name, path, None, files)
 }
@@ -340,13 +349,18 @@ fn parse_toml(
     let mut files = Vec::with_capacity(parsed.file.len());
     for (i, entry) in parsed.file.iter().enumerate() {
         files.push(
-            file_upload(entry.upload_secs, entry.size_mb, entry.processing_secs, model, rng).map_err(
-                |why| ScenarioError::Invalid {
-                    path: path.to_string(),
-                    line: i + 1,
-                    why: format!("[[file]] number {}: {why}", i + 1),
-                },
-            )?,
+            file_upload(
+                entry.upload_secs,
+                entry.size_mb,
+                entry.processing_secs,
+                model,
+                rng,
+            )
+            .map_err(|why| ScenarioError::Invalid {
+                path: path.to_string(),
+                line: i + 1,
+                why: format!("[[file]] number {}: {why}", i + 1),
+            })?,
         );
     }
     if let Some(h) = parsed.horizon_secs
@@ -374,15 +388,37 @@ mod tests {
         assert!(burst.files.iter().all(|f| f.upload_ms == 60_000));
         let trickle = built_in("trickle", 1, &m).expect("trickle");
         // 720 expected arrivals; a Poisson count stays well inside this band.
-        assert!((600..840).contains(&trickle.files.len()), "{}", trickle.files.len());
+        assert!(
+            (600..840).contains(&trickle.files.len()),
+            "{}",
+            trickle.files.len()
+        );
         let diurnal = built_in("diurnal", 1, &m).expect("diurnal");
-        let day = diurnal.files.iter().filter(|f| (9..17).contains(&(f.upload_ms / 3_600_000))).count();
-        let night = diurnal.files.iter().filter(|f| f.upload_ms / 3_600_000 < 7).count();
+        let day = diurnal
+            .files
+            .iter()
+            .filter(|f| (9..17).contains(&(f.upload_ms / 3_600_000)))
+            .count();
+        let night = diurnal
+            .files
+            .iter()
+            .filter(|f| f.upload_ms / 3_600_000 < 7)
+            .count();
         assert!(day > 5 * night, "day {day} night {night}");
         let mixed = built_in("mixed", 1, &m).expect("mixed");
         assert_eq!(mixed.files.len(), 6 * 53);
-        let longest = mixed.files.iter().map(|f| f.processing_ms).max().unwrap_or(0);
-        let shortest = mixed.files.iter().map(|f| f.processing_ms).min().unwrap_or(0);
+        let longest = mixed
+            .files
+            .iter()
+            .map(|f| f.processing_ms)
+            .max()
+            .unwrap_or(0);
+        let shortest = mixed
+            .files
+            .iter()
+            .map(|f| f.processing_ms)
+            .min()
+            .unwrap_or(0);
         assert!(longest > 50 * shortest, "sizes should differ widely");
         assert!(built_in("nope", 1, &m).is_none());
     }
@@ -399,8 +435,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let m = ModelParams::default();
         let csv = dir.path().join("night.csv");
-        std::fs::write(&csv, "# nightly export\nupload_secs,size_mb,processing_secs\n10,100,\n5,50,42\n")
-            .expect("write");
+        std::fs::write(
+            &csv,
+            "# nightly export\nupload_secs,size_mb,processing_secs\n10,100,\n5,50,42\n",
+        )
+        .expect("write");
         let s = load(csv.to_str().expect("utf-8"), 1, &m).expect("csv loads");
         assert_eq!(s.name, "night");
         assert_eq!(s.files.len(), 2);
@@ -408,7 +447,10 @@ mod tests {
         assert_eq!(s.files[0].processing_ms, 42_000);
         std::fs::write(&csv, "upload_secs,size_mb\n10,abc\n").expect("write");
         let err = load(csv.to_str().expect("utf-8"), 1, &m).expect_err("bad number");
-        assert!(err.to_string().contains(":2: size_mb is not a number"), "{err}");
+        assert!(
+            err.to_string().contains(":2: size_mb is not a number"),
+            "{err}"
+        );
 
         let toml_path = dir.path().join("w.toml");
         std::fs::write(
@@ -417,7 +459,13 @@ mod tests {
         )
         .expect("write");
         let s = load(toml_path.to_str().expect("utf-8"), 1, &m).expect("toml loads");
-        assert_eq!((s.name.as_str(), s.horizon_ms, s.files.len()), ("weekly", 7_200_000, 1));
-        assert!(matches!(load("no-such", 1, &m), Err(ScenarioError::Unknown(_))));
+        assert_eq!(
+            (s.name.as_str(), s.horizon_ms, s.files.len()),
+            ("weekly", 7_200_000, 1)
+        );
+        assert!(matches!(
+            load("no-such", 1, &m),
+            Err(ScenarioError::Unknown(_))
+        ));
     }
 }

@@ -9,7 +9,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 
 use super::autoscaler::{
-    Autoscaler, Capacity, ClusterView, CloudWatchPoint, Command, InstanceControl, QueueView,
+    Autoscaler, Capacity, CloudWatchPoint, ClusterView, Command, InstanceControl, QueueView,
     StopOrder, TaskControl,
 };
 use super::model::{Millis, ModelParams, secs};
@@ -147,7 +147,7 @@ enum TaskState {
     Gone,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct Task {
     instance: Option<usize>,
     state: TaskState,
@@ -344,7 +344,9 @@ impl<'a> World<'a> {
                 }
             }
             let resolved = self.completed + self.dead_lettered == self.messages.len();
-            if resolved && self.now >= self.scenario.horizon_ms && self.live_instances.len() <= floor
+            if resolved
+                && self.now >= self.scenario.horizon_ms
+                && self.live_instances.len() <= floor
             {
                 break;
             }
@@ -603,8 +605,7 @@ impl<'a> World<'a> {
                 self.work_redone_ms += self.now - started_ms;
                 let vt = secs(self.model.visibility_timeout_secs);
                 let heartbeat = (vt / 2).max(1);
-                let last_extension =
-                    started_ms + (self.now - started_ms) / heartbeat * heartbeat;
+                let last_extension = started_ms + (self.now - started_ms) / heartbeat * heartbeat;
                 let attempt = self.messages[msg].attempt;
                 self.schedule(last_extension + vt, Event::Redeliver { msg, attempt });
             }
@@ -807,7 +808,10 @@ impl<'a> World<'a> {
             .count()
             * tpi;
         let room = self.model.max_instances as usize - self.live_instances.len();
-        let needed = unplaced.saturating_sub(booting_slots).div_ceil(tpi).min(room);
+        let needed = unplaced
+            .saturating_sub(booting_slots)
+            .div_ceil(tpi)
+            .min(room);
         if needed > 0 {
             for _ in 0..needed {
                 self.launch_instance();

@@ -132,11 +132,23 @@ mod tests {
             visible_max: 1000,
             ..CloudWatchPoint::default()
         }];
-        assert_eq!(alarms.evaluate(&view(60, 0, &backlog)).desired_instances, Some(1));
+        assert_eq!(
+            alarms.evaluate(&view(60, 0, &backlog)).desired_instances,
+            Some(1)
+        );
         // Inside the 300 s cooldown nothing happens, however deep the queue.
-        assert_eq!(alarms.evaluate(&view(120, 1, &backlog)).desired_instances, None);
-        assert_eq!(alarms.evaluate(&view(359, 1, &backlog)).desired_instances, None);
-        assert_eq!(alarms.evaluate(&view(360, 1, &backlog)).desired_instances, Some(2));
+        assert_eq!(
+            alarms.evaluate(&view(120, 1, &backlog)).desired_instances,
+            None
+        );
+        assert_eq!(
+            alarms.evaluate(&view(359, 1, &backlog)).desired_instances,
+            None
+        );
+        assert_eq!(
+            alarms.evaluate(&view(360, 1, &backlog)).desired_instances,
+            Some(2)
+        );
     }
 
     #[test]
@@ -147,7 +159,10 @@ mod tests {
             empty_receives: 2,
             ..CloudWatchPoint::default()
         }];
-        assert_eq!(alarms.evaluate(&view(600, 3, &drained)).desired_instances, Some(2));
+        assert_eq!(
+            alarms.evaluate(&view(600, 3, &drained)).desired_instances,
+            Some(2)
+        );
     }
 
     #[test]

@@ -65,7 +65,11 @@ pub struct TargetTracking {
 impl TargetTracking {
     /// A policy with `config`; `mean_processing_secs` is the scenario's mean, used when the
     /// config does not give the processing time.
-    pub fn new(config: TargetTrackingConfig, mean_processing_secs: f64, tasks_per_instance: u32) -> Self {
+    pub fn new(
+        config: TargetTrackingConfig,
+        mean_processing_secs: f64,
+        tasks_per_instance: u32,
+    ) -> Self {
         let per_message = config
             .processing_secs_per_message
             .unwrap_or(mean_processing_secs)
@@ -84,7 +88,8 @@ impl TargetTracking {
     }
 
     fn metric(p: &CloudWatchPoint) -> Option<f64> {
-        (p.in_service_instances > 0).then(|| f64::from(p.visible_max) / f64::from(p.in_service_instances))
+        (p.in_service_instances > 0)
+            .then(|| f64::from(p.visible_max) / f64::from(p.in_service_instances))
     }
 
     fn last_n_all(points: &[CloudWatchPoint], n: usize, pred: impl Fn(f64) -> bool) -> bool {
@@ -200,10 +205,13 @@ mod tests {
     #[test]
     fn scales_in_after_fifteen_low_datapoints_even_with_files_in_flight() {
         let mut p = policy();
-        let mut points = vec![CloudWatchPoint {
-            not_visible_max: 10,
-            ..point(0, 5)
-        }; 14];
+        let mut points = vec![
+            CloudWatchPoint {
+                not_visible_max: 10,
+                ..point(0, 5)
+            };
+            14
+        ];
         assert_eq!(p.evaluate(&view(5, &points)).desired_instances, None);
         points.push(point(0, 5));
         assert_eq!(p.evaluate(&view(5, &points)).desired_instances, Some(1));
