@@ -1017,3 +1017,43 @@ impl<'a> World<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::scenario::FileUpload;
+
+    fn scenario() -> Scenario {
+        Scenario {
+            name: "t".into(),
+            description: String::new(),
+            horizon_ms: 1000,
+            files: vec![FileUpload {
+                upload_ms: 0,
+                size_mb: 1.0,
+                processing_ms: 1000,
+            }],
+        }
+    }
+
+    #[test]
+    fn conservation_check_fails_loudly_when_a_message_goes_missing() {
+        let scenario = scenario();
+        let model = ModelParams::default();
+        let capacity = Capacity {
+            tasks: TaskControl::Daemon,
+            instances: InstanceControl::AsgChoosesVictim,
+        };
+        let mut world = World::new(&scenario, &model, capacity, 1);
+        assert_eq!(world.check_conservation(), Ok(()));
+        world.not_yet_sent = 0;
+        let err = world.check_conservation().expect_err("a message vanished");
+        assert!(err.to_string().contains("expected 1"), "{err}");
+        world.completed = 1;
+        assert_eq!(world.check_conservation(), Ok(()));
+        let err = world
+            .final_audit()
+            .expect_err("counted but never completed");
+        assert!(matches!(err, SimError::Conservation { .. }));
+    }
+}

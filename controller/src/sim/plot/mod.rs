@@ -164,14 +164,14 @@ pub fn draw(canvas: &mut dyn Canvas, title: &str, subtitle: &str, runs: &[PlotRu
         ("in flight", IN_FLIGHT, 0),
         ("instances", INSTANCES, 1),
         ("desired tasks", DESIRED, 1),
-        ("running tasks", RUNNING, 1),
+        ("running", RUNNING, 1),
     ];
     let mut x = [LEFT, LEFT + panel_width + GAP];
     for (label, color, column) in legend {
         let at = x[column];
         canvas.polyline(&[(at, 62.0), (at + 22.0, 62.0)], color, 4.0);
         canvas.text(at + 28.0, 66.0, label, 12.0, Anchor::Start, INK);
-        x[column] = at + 28.0 + 12.0 * label.len() as f64 + 24.0;
+        x[column] = at + 28.0 + 12.0 * label.len() as f64 + 20.0;
     }
 
     let hours = end_ms / 3_600_000.0;

@@ -1,0 +1,100 @@
+//! `geobatch-controller simulate` as a user runs it: files written, deterministic output,
+//! clear errors.
+
+use std::process::Command;
+
+fn simulate(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_geobatch-controller"))
+        .arg("simulate")
+        .args(args)
+        .output()
+        .expect("runs the binary")
+}
+
+#[test]
+fn writes_summaries_and_plots_and_repeats_byte_for_byte() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_a = dir.path().join("a");
+    let out_b = dir.path().join("b");
+    for out in [&out_a, &out_b] {
+        let result = simulate(&[
+            "--scenario",
+            "burst",
+            "--seed",
+            "7",
+            "--out",
+            out.to_str().expect("utf-8"),
+        ]);
+        assert!(
+            result.status.success(),
+            "{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        assert!(String::from_utf8_lossy(&result.stdout).contains("| burst | keda |"));
+    }
+    let json = std::fs::read_to_string(out_a.join("summary.json")).expect("summary.json");
+    let summary: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+    let rows = summary["rows"].as_array().expect("rows");
+    let policies: Vec<&str> = rows.iter().filter_map(|r| r["policy"].as_str()).collect();
+    assert_eq!(
+        policies,
+        ["geobatch", "classic-alarms", "target-tracking", "keda"]
+    );
+    assert!(rows.iter().all(|r| r["completed"].as_u64() == Some(1000)));
+    assert_eq!(summary["targets"].as_array().map(Vec::len), Some(5));
+    for file in ["summary.json", "summary.md", "burst.svg", "burst.png"] {
+        let a = std::fs::read(out_a.join(file)).expect(file);
+        let b = std::fs::read(out_b.join(file)).expect(file);
+        assert_eq!(a, b, "{file} differs between two runs with the same seed");
+    }
+    let png = std::fs::read(out_a.join("burst.png")).expect("png");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+}
+
+#[test]
+fn a_scenario_file_and_a_single_policy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("nightly.csv");
+    std::fs::write(&csv, "upload_secs,size_mb\n0,100\n30,2000\n600,50\n").expect("write");
+    let out = dir.path().join("out");
+    let result = simulate(&[
+        "--scenario",
+        csv.to_str().expect("utf-8"),
+        "--policy",
+        "geobatch",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let md = std::fs::read_to_string(out.join("summary.md")).expect("summary.md");
+    assert!(md.contains("| nightly | geobatch | 3 | 3 | 0 |"), "{md}");
+    assert!(out.join("nightly.png").exists());
+}
+
+#[test]
+fn bad_input_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().to_str().expect("utf-8");
+    let result = simulate(&["--scenario", "weekly", "--out", out]);
+    assert!(!result.status.success());
+    assert!(String::from_utf8_lossy(&result.stderr).contains("unknown scenario \"weekly\""));
+    let result = simulate(&["--scenario", "burst", "--policy", "hpa", "--out", out]);
+    assert!(!result.status.success());
+    assert!(String::from_utf8_lossy(&result.stderr).contains("unknown --policy \"hpa\""));
+    let model = dir.path().join("model.toml");
+    std::fs::write(&model, "[model]\ntasks_per_instanse = 2\n").expect("write");
+    let result = simulate(&[
+        "--scenario",
+        "burst",
+        "--model",
+        model.to_str().expect("utf-8"),
+        "--out",
+        out,
+    ]);
+    assert!(!result.status.success());
+    assert!(String::from_utf8_lossy(&result.stderr).contains("tasks_per_instanse"));
+}
