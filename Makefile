@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 CARGO ?= cargo
 
-.PHONY: all build venv test lint fmt unit clean
+.PHONY: all build venv test lint fmt unit clean bench-controller
 
 all: build
 
@@ -31,6 +31,13 @@ lint:
 ## test: everything CI checks.
 test: venv lint
 	GEOBATCH_MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server $(CARGO) test --workspace
+
+## bench-controller: scale-out latency, idle RSS and CPU of the release controller against
+## the emulator (recorded in docs/benchmarks.md, "## Controller").
+bench-controller: venv
+	$(CARGO) build --release -p geobatch-controller --bin geobatch-controller --example bench_controller
+	GEOBATCH_MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server \
+		./target/release/examples/bench_controller ./target/release/geobatch-controller
 
 fmt:
 	$(CARGO) fmt --all
