@@ -131,7 +131,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 started.elapsed().as_secs_f64() * 1000.0
             );
             let row = SummaryRow::new(
-                &scenario.name,
+                &scenario,
                 kind.name(),
                 &outcome,
                 config.model.instance_price_per_hour,
