@@ -160,6 +160,25 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
             config.model.task_start_secs
         );
         let stem = file_stem(&scenario.name);
+        let mut log = String::new();
+        for (kind, outcome, _) in &outcomes {
+            for decision in &outcome.decisions {
+                let line = serde_json::json!({
+                    "scenario": scenario.name,
+                    "policy": kind.name(),
+                    "t_secs": decision.t_secs,
+                    "desired_tasks": decision.desired_tasks,
+                    "desired_instances": decision.desired_instances,
+                    "reason": decision.reason,
+                });
+                log.push_str(&line.to_string());
+                log.push('\n');
+            }
+        }
+        write(
+            &args.out.join(format!("{stem}.decisions.jsonl")),
+            log.as_bytes(),
+        )?;
         write(
             &args.out.join(format!("{stem}.svg")),
             plot::to_svg(&title, &subtitle, &runs).as_bytes(),

@@ -42,11 +42,37 @@ fn writes_summaries_and_plots_and_repeats_byte_for_byte() {
     );
     assert!(rows.iter().all(|r| r["completed"].as_u64() == Some(1000)));
     assert_eq!(summary["targets"].as_array().map(Vec::len), Some(5));
-    for file in ["summary.json", "summary.md", "burst.svg", "burst.png"] {
+    for file in [
+        "summary.json",
+        "summary.md",
+        "burst.svg",
+        "burst.png",
+        "burst.decisions.jsonl",
+    ] {
         let a = std::fs::read(out_a.join(file)).expect(file);
         let b = std::fs::read(out_b.join(file)).expect(file);
         assert_eq!(a, b, "{file} differs between two runs with the same seed");
     }
+    let log = std::fs::read_to_string(out_a.join("burst.decisions.jsonl")).expect("decision log");
+    let decisions: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert!(
+        decisions
+            .iter()
+            .all(|d| d["reason"].as_str().is_some_and(|r| !r.is_empty()))
+    );
+    let first_geobatch = decisions
+        .iter()
+        .find(|d| d["policy"] == "geobatch")
+        .expect("geobatch decided something");
+    assert!(
+        first_geobatch["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("messages visible or in flight")),
+        "{first_geobatch}"
+    );
     let png = std::fs::read(out_a.join("burst.png")).expect("png");
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
 }

@@ -129,6 +129,8 @@ pub struct Command {
     pub desired_tasks: Option<u32>,
     /// New ASG desired capacity (ignored for [`InstanceControl::ClusterAutoscaler`]).
     pub desired_instances: Option<u32>,
+    /// Why, in words; recorded in the decision log when the command changes a size.
+    pub reason: String,
 }
 
 /// A scaling policy under simulation.

@@ -101,6 +101,7 @@ impl Autoscaler for Geobatch {
         Command {
             desired_tasks: Some(decision.desired_tasks),
             desired_instances: Some(decision.desired_instances),
+            reason: decision.reason.to_string(),
         }
     }
 }

@@ -8,6 +8,8 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 
+use serde::Serialize;
+
 use super::autoscaler::{
     Autoscaler, Capacity, CloudWatchPoint, ClusterView, Command, InstanceControl, QueueView,
     StopOrder, TaskControl,
@@ -66,6 +68,19 @@ pub struct Sample {
     pub instances: u32,
 }
 
+/// One change of desired capacity and why the policy made it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DecisionRecord {
+    /// Simulated time in seconds.
+    pub t_secs: f64,
+    /// Desired tasks after the change.
+    pub desired_tasks: u32,
+    /// Desired instances after the change.
+    pub desired_instances: u32,
+    /// The policy's reason.
+    pub reason: String,
+}
+
 /// Everything a run measured; turned into a summary row by the report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunOutcome {
@@ -95,6 +110,8 @@ pub struct RunOutcome {
     pub end_ms: Millis,
     /// Time series for the plots.
     pub samples: Vec<Sample>,
+    /// Every change of desired capacity a policy command made, with its reason.
+    pub decisions: Vec<DecisionRecord>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -222,6 +239,7 @@ struct World<'a> {
     work_redone_ms: Millis,
     scaling_actions: u32,
     samples: Vec<Sample>,
+    decisions: Vec<DecisionRecord>,
 }
 
 impl<'a> World<'a> {
@@ -272,6 +290,7 @@ impl<'a> World<'a> {
             work_redone_ms: 0,
             scaling_actions: 0,
             samples: Vec::new(),
+            decisions: Vec::new(),
         }
     }
 
@@ -646,6 +665,7 @@ impl<'a> World<'a> {
     fn apply(&mut self, command: Command) {
         let tpi = self.model.tasks_per_instance;
         let max_instances = self.model.max_instances;
+        let before = (self.desired_tasks, self.desired_instances);
         if let Some(n) = command.desired_instances
             && !matches!(
                 self.capacity.instances,
@@ -668,6 +688,14 @@ impl<'a> World<'a> {
             }
         }
         self.reconcile();
+        if (self.desired_tasks, self.desired_instances) != before {
+            self.decisions.push(DecisionRecord {
+                t_secs: self.now as f64 / 1000.0,
+                desired_tasks: self.desired_tasks,
+                desired_instances: self.desired_instances,
+                reason: command.reason,
+            });
+        }
     }
 
     /// Brings the service and the group towards their desired sizes.
@@ -1014,6 +1042,7 @@ impl<'a> World<'a> {
             instances_launched: self.instances.len() as u32,
             end_ms: self.now,
             samples: self.samples.clone(),
+            decisions: self.decisions.clone(),
         }
     }
 }

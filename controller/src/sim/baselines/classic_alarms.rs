@@ -87,10 +87,22 @@ impl Autoscaler for ClassicAlarms {
         }
         let current = view.desired_instances;
         let step = self.config.step_instances.max(1);
-        let target = if latest.visible_max > 0 && current < view.max_instances {
-            (current + step).min(view.max_instances)
+        let (target, reason) = if latest.visible_max > 0 && current < view.max_instances {
+            (
+                (current + step).min(view.max_instances),
+                format!(
+                    "scale-out alarm: ApproximateNumberOfMessagesVisible {} > 0",
+                    latest.visible_max
+                ),
+            )
         } else if latest.empty_receives > 0 && current > 0 {
-            current.saturating_sub(step)
+            (
+                current.saturating_sub(step),
+                format!(
+                    "scale-in alarm: NumberOfEmptyReceives {} > 0",
+                    latest.empty_receives
+                ),
+            )
         } else {
             return Command::default();
         };
@@ -98,6 +110,7 @@ impl Autoscaler for ClassicAlarms {
         Command {
             desired_tasks: None,
             desired_instances: Some(target),
+            reason,
         }
     }
 }

@@ -130,16 +130,30 @@ impl Autoscaler for TargetTracking {
             let wanted = (f64::from(p.visible_max) / target).ceil() as u32;
             wanted.clamp(min, view.max_instances)
         };
-        let desired = if current < min {
-            min
+        let metric = points.last().and_then(Self::metric).unwrap_or(0.0);
+        let (desired, reason) = if current < min {
+            (min, format!("below MinSize {min}"))
         } else if Self::last_n_all(points, self.config.scale_out_datapoints, |m| m > target) {
-            points.last().map_or(current, proportional).max(current)
+            (
+                points.last().map_or(current, proportional).max(current),
+                format!(
+                    "high alarm: backlog per instance {metric:.1} > target {target:.1} for {} datapoints",
+                    self.config.scale_out_datapoints
+                ),
+            )
         } else if Self::last_n_all(points, self.config.scale_in_datapoints, |m| {
             m < self.config.scale_in_ratio * target
         }) {
-            points.last().map_or(current, proportional).min(current)
+            (
+                points.last().map_or(current, proportional).min(current),
+                format!(
+                    "low alarm: backlog per instance {metric:.1} < {:.1} for {} datapoints",
+                    self.config.scale_in_ratio * target,
+                    self.config.scale_in_datapoints
+                ),
+            )
         } else {
-            current
+            (current, String::new())
         };
         if desired == current {
             Command::default()
@@ -147,6 +161,7 @@ impl Autoscaler for TargetTracking {
             Command {
                 desired_tasks: None,
                 desired_instances: Some(desired),
+                reason,
             }
         }
     }
