@@ -50,16 +50,12 @@ pub struct ClusterView<'a> {
     pub running_tasks: u32,
     /// Tasks waiting for an instance or starting.
     pub pending_tasks: u32,
-    /// Tasks processing a file.
-    pub busy_tasks: u32,
     /// Auto Scaling Group desired capacity.
     pub desired_instances: u32,
     /// Instances launched and not terminated (booting or in service).
     pub instances: u32,
     /// Instances registered and able to run tasks.
     pub in_service_instances: u32,
-    /// Instances in service that run no task at all (candidates for a safe removal).
-    pub empty_instances: u32,
     /// Fleet ceiling (ASG MaxSize), the same for every policy.
     pub max_instances: u32,
     /// Tasks that fit on one instance.

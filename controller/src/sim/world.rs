@@ -881,26 +881,22 @@ impl<'a> World<'a> {
         let published = self
             .cloudwatch
             .partition_point(|p| p.period_end_ms + lag <= self.now);
-        let mut pending = 0;
-        let mut busy = 0;
-        for &t in &self.live_tasks {
-            match self.tasks[t].state {
-                TaskState::Unplaced | TaskState::Starting => pending += 1,
-                TaskState::Busy { .. } => busy += 1,
-                _ => {}
-            }
-        }
+        let pending = self
+            .live_tasks
+            .iter()
+            .filter(|&&t| {
+                matches!(
+                    self.tasks[t].state,
+                    TaskState::Unplaced | TaskState::Starting
+                )
+            })
+            .count() as u32;
         let running = self.running_tasks();
-        let (mut in_service, mut empty) = (0, 0);
-        for &i in &self.live_instances {
-            let inst = &self.instances[i];
-            if inst.state == InstanceState::InService {
-                in_service += 1;
-                if inst.tasks.is_empty() {
-                    empty += 1;
-                }
-            }
-        }
+        let in_service = self
+            .live_instances
+            .iter()
+            .filter(|&&i| self.instances[i].state == InstanceState::InService)
+            .count() as u32;
         ClusterView {
             now_ms: self.now,
             queue: QueueView {
@@ -912,11 +908,9 @@ impl<'a> World<'a> {
             desired_tasks: self.desired_tasks,
             running_tasks: running,
             pending_tasks: pending,
-            busy_tasks: busy,
             desired_instances: self.desired_instances,
             instances: self.live_instances.len() as u32,
             in_service_instances: in_service,
-            empty_instances: empty,
             max_instances: self.model.max_instances,
             tasks_per_instance: self.model.tasks_per_instance,
         }

@@ -128,11 +128,9 @@ mod tests {
             desired_tasks: desired,
             running_tasks: desired,
             pending_tasks: 0,
-            busy_tasks: 0,
             desired_instances: desired,
             instances: desired,
             in_service_instances: desired,
-            empty_instances: 0,
             max_instances: 10,
             tasks_per_instance: 1,
         }

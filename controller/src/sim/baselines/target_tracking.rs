@@ -188,11 +188,9 @@ mod tests {
             desired_tasks: desired * 2,
             running_tasks: desired * 2,
             pending_tasks: 0,
-            busy_tasks: 0,
             desired_instances: desired,
             instances: desired,
             in_service_instances: desired,
-            empty_instances: 0,
             max_instances: 20,
             tasks_per_instance: 2,
         }
