@@ -89,7 +89,17 @@ pub enum ScenarioError {
     /// The file parsed but holds no uploads.
     #[error("{0}: the scenario has no files")]
     Empty(String),
+    /// More uploads than the simulator accepts in one scenario.
+    #[error("{path}: more than {MAX_FILES} files; split the scenario")]
+    TooLarge {
+        /// The file.
+        path: String,
+    },
 }
+
+/// Most uploads in one scenario file: keeps memory and run time bounded (a million files
+/// simulate in seconds).
+pub const MAX_FILES: usize = 1_000_000;
 
 /// Loads a built-in scenario by name or a scenario file by path.
 pub fn load(name_or_path: &str, seed: u64, model: &ModelParams) -> Result<Scenario, ScenarioError> {
@@ -309,6 +319,11 @@ fn parse_csv(
         let size =
             number(1, "size_mb")?.ok_or_else(|| invalid(line_no, "size_mb is missing".into()))?;
         let processing = number(2, "processing_secs")?;
+        if files.len() == MAX_FILES {
+            return Err(ScenarioError::TooLarge {
+                path: path.to_string(),
+            });
+        }
         files.push(
             file_upload(upload, size, processing, model, rng)
                 .map_err(|why| invalid(line_no, why))?,
@@ -346,6 +361,11 @@ fn parse_toml(
         line: 0,
         why: e.to_string(),
     })?;
+    if parsed.file.len() > MAX_FILES {
+        return Err(ScenarioError::TooLarge {
+            path: path.to_string(),
+        });
+    }
     let mut files = Vec::with_capacity(parsed.file.len());
     for (i, entry) in parsed.file.iter().enumerate() {
         files.push(
