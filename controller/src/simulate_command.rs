@@ -23,8 +23,9 @@ use crate::sim::{GeobatchSettings, PolicyKind, SimConfig, simulate};
                   function the live controller runs) and through the classic CloudWatch alarms, \
                   AWS target tracking and KEDA, in a discrete-event model of S3 events, SQS, ECS \
                   and EC2. Writes OUT/summary.json, OUT/summary.md (latency, makespan, \
-                  instance-hours, cost, idle time, interrupted tasks, DLQ, scaling actions) and \
-                  OUT/<scenario>.svg and .png. Deterministic for a seed. The model and every \
+                  instance-hours, cost, idle time, interrupted tasks, DLQ, scaling actions), \
+                  OUT/<scenario>.svg and .png, and OUT/<scenario>.decisions.jsonl (every \
+                  capacity change with the policy's reason). Deterministic for a seed. The model and every \
                   baseline parameter, with sources, are described in docs/scaling.md."
 )]
 pub struct SimulateArgs {

@@ -168,3 +168,30 @@ pub fn simulate(
     let mut policy = autoscaler_for(kind, config, geobatch, scenario);
     world::run(scenario, &config.model, policy.as_mut(), seed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_annotated_example_model_file_is_the_defaults() {
+        let text = include_str!("../../examples/sim-model.toml");
+        let parsed: SimConfig = toml::from_str(text).expect("the example parses");
+        assert_eq!(parsed, SimConfig::default());
+    }
+
+    #[test]
+    fn policy_names_round_trip() {
+        for kind in PolicyKind::ALL {
+            assert_eq!(PolicyKind::parse(kind.name()), Some(kind));
+        }
+        assert_eq!(PolicyKind::parse("hpa"), None);
+    }
+
+    #[test]
+    fn geobatch_defaults_are_the_controllers_with_the_default_model() {
+        let settings = GeobatchSettings::defaults_for(&ModelParams::default());
+        assert_eq!(settings.policy, PoolPolicy::default());
+        assert_eq!(settings.poll_interval, Duration::from_secs(5));
+    }
+}
