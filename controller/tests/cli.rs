@@ -107,6 +107,38 @@ async fn decide_prints_the_decision_and_changes_nothing() {
     assert_eq!(fleet.state().await, before);
 }
 
+/// `decide` on a pool whose resources do not exist says which reads failed, holds, and
+/// exits non-zero.
+#[tokio::test]
+async fn decide_reports_failed_observations_and_exits_non_zero() {
+    let emulator = Emulator::shared();
+    let fleet = Fleet::create(emulator, 0, 0).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut file = fleet.config(|p| p.service = "no-such-service".to_owned());
+    file.api_timeout_secs = 5.0;
+    let config = dir.path().join("controller.toml");
+    std::fs::write(&config, toml::to_string(&file).expect("toml")).expect("write");
+
+    let output = Command::new(BINARY)
+        .args(["decide", "--config"])
+        .arg(&config)
+        .envs(emulator.child_env())
+        .output()
+        .expect("run decide");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let decisions: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("stdout is JSON");
+    assert_eq!(decisions[0]["direction"], "hold");
+    assert_eq!(decisions[0]["calls"], serde_json::json!([]));
+    let errors = decisions[0]["observation_errors"].to_string();
+    assert!(
+        errors.contains("DescribeServices") && errors.contains("no-such-service"),
+        "{errors}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("could not observe pool"), "{stderr}");
+}
+
 /// `run --dry-run` logs `would …` with the reason and a decision record, makes no
 /// mutating call, and exits cleanly on SIGTERM.
 #[tokio::test]

@@ -73,7 +73,31 @@ async fn emulator_outage_holds_capacity_and_the_loop_recovers() {
     let records_before = log.records().len();
 
     emulator.stop();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Wait until the loop has seen the outage: a failed poll takes up to an API timeout.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let metrics = http_get(port, "/metrics").await;
+        let saw_outage = metrics.lines().any(|l| {
+            l.starts_with("geobatch_controller_decisions_total") && l.contains("direction=\"hold\"")
+        });
+        if saw_outage {
+            break metrics;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no hold decision during the outage: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l
+                .starts_with("geobatch_controller_api_errors_total{call=\"GetQueueAttributes\"}")),
+        "{metrics}"
+    );
+    // Several more polls (with back-off) while the endpoint stays away.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(!running.is_finished(), "the loop ended when AWS went away");
     assert_eq!(
         log.records().len(),
@@ -82,21 +106,6 @@ async fn emulator_outage_holds_capacity_and_the_loop_recovers() {
     );
     let health = http_get(port, "/healthz").await;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    let metrics = http_get(port, "/metrics").await;
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l
-                .starts_with("geobatch_controller_api_errors_total{call=\"GetQueueAttributes\"}")),
-        "{metrics}"
-    );
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("geobatch_controller_decisions_total")
-                && l.contains("direction=\"hold\"")),
-        "{metrics}"
-    );
 
     // The endpoint comes back (moto restarts empty, so the fleet is recreated as AWS would
     // have kept it) and the loop acts on what it sees again.
