@@ -195,9 +195,11 @@ pub fn draw(canvas: &mut dyn Canvas, title: &str, subtitle: &str, runs: &[PlotRu
             for frac in [0.0, 0.5, 1.0] {
                 let y = bottom - frac * PANEL_HEIGHT;
                 canvas.rect(x0, y, panel_width, 1.0, GRID);
+                // The zero label sits on the axis so it clears the hour labels below.
+                let baseline = if frac == 0.0 { y } else { y + 4.0 };
                 canvas.text(
                     x0 - 6.0,
-                    y + 4.0,
+                    baseline,
                     &format!("{}", (frac * y_max).round()),
                     12.0,
                     Anchor::End,
@@ -210,7 +212,7 @@ pub fn draw(canvas: &mut dyn Canvas, title: &str, subtitle: &str, runs: &[PlotRu
                 canvas.rect(x, top, 1.0, PANEL_HEIGHT, GRID);
                 canvas.text(
                     x,
-                    bottom + 16.0,
+                    bottom + 22.0,
                     &format_hours(h),
                     12.0,
                     Anchor::Middle,
