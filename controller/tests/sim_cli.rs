@@ -124,3 +124,62 @@ fn bad_input_is_named() {
     assert!(!result.status.success());
     assert!(String::from_utf8_lossy(&result.stderr).contains("tasks_per_instanse"));
 }
+
+#[test]
+fn the_controller_config_sets_geobatch_and_the_fleet_of_every_policy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/controller.toml");
+    let text = std::fs::read_to_string(example).expect("example config");
+    let wide = text
+        .replace("max_tasks = 10", "max_tasks = 40")
+        .replace("max_instances = 10", "max_instances = 20")
+        .replace("tasks_per_instance = 1", "tasks_per_instance = 2");
+    assert_ne!(
+        wide, text,
+        "the example config has the keys this test changes"
+    );
+    let config = dir.path().join("controller.toml");
+    std::fs::write(&config, wide).expect("write");
+    let out = dir.path().join("out");
+    let result = simulate(&[
+        "--scenario",
+        "burst",
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("json"))
+            .expect("valid JSON");
+    assert_eq!(summary["config"]["model"]["max_instances"], 20);
+    assert_eq!(summary["config"]["model"]["tasks_per_instance"], 2);
+    assert!(
+        summary["geobatch_policy"]
+            .as_str()
+            .is_some_and(|p| p.contains("max_tasks: 40"))
+    );
+    // 40 tasks instead of 10: the burst drains much faster than with the defaults.
+    let p95 = summary["rows"][0]["latency_p95_secs"]
+        .as_f64()
+        .expect("p95");
+    assert!(p95 < 1000.0, "geobatch p95 {p95} s");
+
+    let result = simulate(&[
+        "--scenario",
+        "burst",
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--pool",
+        "nope",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(!result.status.success());
+    assert!(String::from_utf8_lossy(&result.stderr).contains("no pool named \"nope\""));
+}
