@@ -39,6 +39,12 @@ bench-controller: venv
 	GEOBATCH_MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server \
 		./target/release/examples/bench_controller ./target/release/geobatch-controller
 
+## bench-scaling: every simulator scenario through every policy (release build); records
+## the results in docs/scaling.md and the README plot in docs/img/.
+.PHONY: bench-scaling
+bench-scaling:
+	bash controller/bench/scaling.sh
+
 fmt:
 	$(CARGO) fmt --all
 

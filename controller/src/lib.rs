@@ -15,6 +15,7 @@
 //! - [`events`]: the observable events, each owning its log line and counter.
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`aws`]: the SDK clients and the API error type.
+//! - [`sim`]: the simulator behind `simulate`; [`simulate_command`] is its front end.
 
 pub mod actuate;
 pub mod aws;
@@ -27,3 +28,5 @@ pub mod observe;
 pub mod plan;
 pub mod policy;
 pub mod service;
+pub mod sim;
+pub mod simulate_command;

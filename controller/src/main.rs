@@ -11,6 +11,7 @@ use geobatch_controller::aws::AwsClients;
 use geobatch_controller::config::{Config, ConfigFile};
 use geobatch_controller::decision_log::DecisionLog;
 use geobatch_controller::service;
+use geobatch_controller::simulate_command::{self, SimulateArgs};
 
 /// Sizes a geobatch worker fleet (an ECS service on an Auto Scaling Group) from its SQS
 /// queue: scales out at once on a backlog, scales in after a stabilization window, scales
@@ -77,6 +78,7 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    Simulate(SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -92,6 +94,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
+        Command::Simulate(args) => simulate_command::run(args),
         Command::Decide { config, log_format } => {
             telemetry::init(log_format);
             let config = Config::load(&config)?;

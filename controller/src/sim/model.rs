@@ -1,0 +1,194 @@
+//! The parameters of the simulated AWS world, with their defaults and where each comes from.
+//!
+//! Every policy runs against the same world: the same files, the same fleet limits, the same
+//! worker. Only the decision of how many tasks and instances to run differs, so differences
+//! in the results are differences between the autoscalers.
+
+use serde::{Deserialize, Serialize};
+
+/// One millisecond is the simulator's unit of time.
+pub type Millis = u64;
+
+/// Converts seconds (as written in configs) to the simulator's milliseconds.
+pub fn secs(s: f64) -> Millis {
+    (s * 1000.0).round().max(0.0) as Millis
+}
+
+/// The simulated world. Units are in the field names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelParams {
+    /// Delay from the end of an upload to its S3 event being visible in SQS. S3 delivers
+    /// event notifications "typically in seconds"; drawn uniformly from 0 to twice this mean.
+    pub s3_event_delay_secs: f64,
+    /// The queue's visibility timeout. A message whose worker died becomes visible again this
+    /// long after the worker's last visibility extension.
+    pub visibility_timeout_secs: f64,
+    /// The redrive policy's maxReceiveCount: a message received more often goes to the DLQ.
+    pub max_receive_count: u32,
+    /// Long-poll wait of an idle worker (SQS maximum, 20 s); each wait that ends empty is one
+    /// `NumberOfEmptyReceives`.
+    pub long_poll_secs: f64,
+    /// From a launch request to the instance registered in the cluster (issue 5: ~90 s).
+    pub instance_boot_secs: f64,
+    /// From placing a task to its worker polling (image pull is cached; issue 5: ~15 s).
+    pub task_start_secs: f64,
+    /// ECS `stopTimeout` / Kubernetes `terminationGracePeriodSeconds`, both 30 s by default:
+    /// a stopped worker finishes its file if it can within this, otherwise it releases the
+    /// message when the time is up and the work done so far is lost.
+    pub stop_timeout_secs: f64,
+    /// Worker tasks that fit on one instance (1, as in the classic recipe and the
+    /// controller's default; taken from the controller config when `--config` is given).
+    pub tasks_per_instance: u32,
+    /// Fleet ceiling, the same for every policy (ASG MaxSize / node group max; 10, the
+    /// controller's default; taken from the controller config when `--config` is given).
+    pub max_instances: u32,
+    /// Time from the end of a CloudWatch 1-minute period until its datapoint can be read by
+    /// an alarm. AWS documents that SQS metrics can lag by minutes; 2 minutes is assumed.
+    pub cloudwatch_lag_secs: f64,
+    /// On-demand Linux price of one instance (c6i.xlarge, us-east-1, assumed).
+    pub instance_price_per_hour: f64,
+    /// EC2 bills Linux instances per second with a 60-second minimum.
+    pub billing_minimum_secs: f64,
+    /// Analysis throughput used to turn a file size into processing time. 20 MB/s is the
+    /// GDAL figure for these machines in the classic-pipeline reference.
+    pub throughput_mb_per_sec: f64,
+    /// Fixed cost per file: download start, result upload, delete.
+    pub per_file_overhead_secs: f64,
+    /// Log-normal shape of the per-file processing noise (0 = none).
+    pub processing_noise_sigma: f64,
+    /// Time between the samples that feed the plots.
+    pub sample_interval_secs: f64,
+    /// A run that has not drained this long after its scenario's horizon is an error.
+    pub drain_limit_secs: f64,
+}
+
+impl Default for ModelParams {
+    fn default() -> Self {
+        Self {
+            s3_event_delay_secs: 1.0,
+            visibility_timeout_secs: 300.0,
+            max_receive_count: 5,
+            long_poll_secs: 20.0,
+            instance_boot_secs: 90.0,
+            task_start_secs: 15.0,
+            stop_timeout_secs: 30.0,
+            tasks_per_instance: 1,
+            max_instances: 10,
+            cloudwatch_lag_secs: 120.0,
+            instance_price_per_hour: 0.17,
+            billing_minimum_secs: 60.0,
+            throughput_mb_per_sec: 20.0,
+            per_file_overhead_secs: 3.0,
+            processing_noise_sigma: 0.2,
+            sample_interval_secs: 30.0,
+            drain_limit_secs: 7.0 * 86_400.0,
+        }
+    }
+}
+
+/// A parameter outside its meaningful range, named so that the config can be fixed.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("model.{field} = {value}: {why}")]
+pub struct ModelError {
+    /// The config key at fault.
+    pub field: &'static str,
+    /// Its value as given.
+    pub value: f64,
+    /// What a valid value looks like.
+    pub why: &'static str,
+}
+
+impl ModelParams {
+    /// Checks every field once, before a run, so that a bad value is named instead of
+    /// producing silently meaningless results.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let non_negative = [
+            ("s3_event_delay_secs", self.s3_event_delay_secs),
+            ("instance_boot_secs", self.instance_boot_secs),
+            ("task_start_secs", self.task_start_secs),
+            ("stop_timeout_secs", self.stop_timeout_secs),
+            ("cloudwatch_lag_secs", self.cloudwatch_lag_secs),
+            ("instance_price_per_hour", self.instance_price_per_hour),
+            ("billing_minimum_secs", self.billing_minimum_secs),
+            ("per_file_overhead_secs", self.per_file_overhead_secs),
+            ("processing_noise_sigma", self.processing_noise_sigma),
+        ];
+        for (field, value) in non_negative {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(ModelError {
+                    field,
+                    value,
+                    why: "must be a finite number >= 0",
+                });
+            }
+        }
+        let positive = [
+            ("visibility_timeout_secs", self.visibility_timeout_secs),
+            ("long_poll_secs", self.long_poll_secs),
+            ("throughput_mb_per_sec", self.throughput_mb_per_sec),
+            ("sample_interval_secs", self.sample_interval_secs),
+            ("drain_limit_secs", self.drain_limit_secs),
+        ];
+        for (field, value) in positive {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(ModelError {
+                    field,
+                    value,
+                    why: "must be a finite number > 0",
+                });
+            }
+        }
+        let counts = [
+            ("max_receive_count", self.max_receive_count),
+            ("tasks_per_instance", self.tasks_per_instance),
+            ("max_instances", self.max_instances),
+        ];
+        for (field, value) in counts {
+            if value == 0 {
+                return Err(ModelError {
+                    field,
+                    value: 0.0,
+                    why: "must be at least 1",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Seconds of analysis for a file of `size_mb` before noise.
+    pub fn processing_secs(&self, size_mb: f64) -> f64 {
+        self.per_file_overhead_secs + size_mb / self.throughput_mb_per_sec
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_are_named() {
+        assert_eq!(ModelParams::default().validate(), Ok(()));
+        let bad = ModelParams {
+            tasks_per_instance: 0,
+            ..ModelParams::default()
+        };
+        let err = bad.validate().expect_err("zero tasks per instance");
+        assert_eq!(err.field, "tasks_per_instance");
+        let bad = ModelParams {
+            visibility_timeout_secs: -1.0,
+            ..ModelParams::default()
+        };
+        assert_eq!(
+            bad.validate().expect_err("negative timeout").field,
+            "visibility_timeout_secs"
+        );
+    }
+
+    #[test]
+    fn processing_time_grows_with_size() {
+        let m = ModelParams::default();
+        assert_eq!(m.processing_secs(0.0), m.per_file_overhead_secs);
+        assert!(m.processing_secs(200.0) > m.processing_secs(100.0));
+    }
+}

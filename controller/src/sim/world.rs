@@ -1,0 +1,1082 @@
+//! The discrete-event model of S3 events, SQS, ECS tasks and EC2 instances.
+//!
+//! Events are processed in time order (ties in the order they were scheduled), so a run is
+//! a pure function of the scenario, the parameters, the policy and the seed. The world
+//! checks message conservation at every sample and at the end, and returns an error rather
+//! than a summary if any message is unaccounted for.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, VecDeque};
+
+use serde::Serialize;
+
+use super::autoscaler::{
+    Autoscaler, Capacity, CloudWatchPoint, ClusterView, Command, InstanceControl, QueueView,
+    StopOrder, TaskControl,
+};
+use super::model::{Millis, ModelParams, secs};
+use super::rng::SimRng;
+use super::scenario::Scenario;
+
+const MINUTE_MS: Millis = 60_000;
+const STREAM_EVENT_DELAY: u64 = 3;
+const STREAM_FLEET: u64 = 4;
+
+/// A run that cannot produce a trustworthy result.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SimError {
+    /// The books do not balance: a bug in the model, never to be reported as a result.
+    #[error("message conservation violated at t={at_secs:.0}s: {detail}")]
+    Conservation {
+        /// Simulated time of the check.
+        at_secs: f64,
+        /// The counts that disagree.
+        detail: String,
+    },
+    /// The policy left work undone long after the scenario ended.
+    #[error(
+        "{policy} did not drain {scenario}: {unresolved} of {total} messages still open at t={at_secs:.0}s"
+    )]
+    DidNotDrain {
+        /// The policy.
+        policy: String,
+        /// The scenario.
+        scenario: String,
+        /// Messages neither completed nor dead-lettered.
+        unresolved: usize,
+        /// All messages.
+        total: usize,
+        /// When the run gave up.
+        at_secs: f64,
+    },
+}
+
+/// One point of the time series behind the plots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    /// Simulated time.
+    pub t_ms: Millis,
+    /// Messages visible in the queue.
+    pub visible: u32,
+    /// Messages received and not yet deleted.
+    pub in_flight: u32,
+    /// ECS desired count.
+    pub desired_tasks: u32,
+    /// Tasks whose worker runs.
+    pub running_tasks: u32,
+    /// Instances launched and not terminated.
+    pub instances: u32,
+}
+
+/// One change of desired capacity and why the policy made it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DecisionRecord {
+    /// Simulated time in seconds.
+    pub t_secs: f64,
+    /// Desired tasks after the change.
+    pub desired_tasks: u32,
+    /// Desired instances after the change.
+    pub desired_instances: u32,
+    /// The policy's reason.
+    pub reason: String,
+}
+
+/// Everything a run measured; turned into a summary row by the report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOutcome {
+    /// Upload-to-result latency of each completed file.
+    pub latencies_ms: Vec<Millis>,
+    /// Files completed.
+    pub completed: usize,
+    /// Messages moved to the dead-letter queue.
+    pub dead_lettered: usize,
+    /// Files in the scenario.
+    pub total: usize,
+    /// First upload to last completion.
+    pub makespan_ms: Millis,
+    /// Billed instance time (per second, with the billing minimum per instance).
+    pub billed_instance_ms: Millis,
+    /// Instance time during which the instance processed no file.
+    pub idle_instance_ms: Millis,
+    /// Workers killed or stopped in the middle of a file.
+    pub interrupted_tasks: u32,
+    /// Processing time thrown away by those interruptions.
+    pub work_redone_ms: Millis,
+    /// Changes of desired capacity (service count, ASG capacity, node-group size).
+    pub scaling_actions: u32,
+    /// Instances ever launched.
+    pub instances_launched: u32,
+    /// When the run ended (the accounting window).
+    pub end_ms: Millis,
+    /// Time series for the plots.
+    pub samples: Vec<Sample>,
+    /// Every change of desired capacity a policy command made, with its reason.
+    pub decisions: Vec<DecisionRecord>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    Arrive(usize),
+    Redeliver { msg: usize, attempt: u32 },
+    InstanceReady(usize),
+    TaskReady { task: usize, epoch: u64 },
+    TaskDone { task: usize, epoch: u64 },
+    PollExpired { task: usize, epoch: u64 },
+    TaskKill { task: usize, epoch: u64 },
+    PolicyTick,
+    MinuteClose,
+    Sample,
+    NodeScan,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MsgState {
+    NotYetSent,
+    Visible,
+    InFlight,
+    Completed,
+    DeadLettered,
+}
+
+#[derive(Debug, Clone)]
+struct Message {
+    upload_ms: Millis,
+    processing_ms: Millis,
+    receives: u32,
+    attempt: u32,
+    state: MsgState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TaskState {
+    Unplaced,
+    Starting,
+    Idle,
+    Busy {
+        msg: usize,
+        started_ms: Millis,
+    },
+    /// Stopped while busy: finishes the file if it can, else is killed at `kill_ms`.
+    Draining {
+        msg: usize,
+        started_ms: Millis,
+    },
+    Gone,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Task {
+    instance: Option<usize>,
+    state: TaskState,
+    epoch: u64,
+    protected: bool,
+    created_ms: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InstanceState {
+    Booting,
+    InService,
+    Terminated,
+}
+
+#[derive(Debug, Clone)]
+struct Instance {
+    launched_ms: Millis,
+    ended_ms: Option<Millis>,
+    state: InstanceState,
+    tasks: BTreeSet<usize>,
+    empty_since_ms: Option<Millis>,
+}
+
+/// Runs `scenario` through `policy` and returns what happened.
+pub fn run(
+    scenario: &Scenario,
+    model: &ModelParams,
+    policy: &mut dyn Autoscaler,
+    seed: u64,
+) -> Result<RunOutcome, SimError> {
+    let mut world = World::new(scenario, model, policy.capacity(), seed);
+    world.run(policy)
+}
+
+struct World<'a> {
+    scenario: &'a Scenario,
+    model: &'a ModelParams,
+    capacity: Capacity,
+    seed: u64,
+    now: Millis,
+    last_accounted: Millis,
+    seq: u64,
+    events: BinaryHeap<Reverse<(Millis, u64, Event)>>,
+    rng: SimRng,
+
+    messages: Vec<Message>,
+    visible: VecDeque<usize>,
+    not_yet_sent: usize,
+    in_flight: u32,
+    completed: usize,
+    dead_lettered: usize,
+    latencies_ms: Vec<Millis>,
+    last_completion_ms: Millis,
+
+    tasks: Vec<Task>,
+    live_tasks: BTreeSet<usize>,
+    idle_tasks: BTreeSet<usize>,
+    instances: Vec<Instance>,
+    live_instances: BTreeSet<usize>,
+    desired_tasks: u32,
+    desired_instances: u32,
+    last_node_add_ms: Option<Millis>,
+
+    cloudwatch: Vec<CloudWatchPoint>,
+    minute_visible_max: u32,
+    minute_not_visible_max: u32,
+    minute_empty_receives: u32,
+
+    idle_instance_ms: Millis,
+    interrupted_tasks: u32,
+    work_redone_ms: Millis,
+    scaling_actions: u32,
+    samples: Vec<Sample>,
+    decisions: Vec<DecisionRecord>,
+}
+
+impl<'a> World<'a> {
+    fn new(scenario: &'a Scenario, model: &'a ModelParams, capacity: Capacity, seed: u64) -> Self {
+        let messages = scenario
+            .files
+            .iter()
+            .map(|f| Message {
+                upload_ms: f.upload_ms,
+                processing_ms: f.processing_ms,
+                receives: 0,
+                attempt: 0,
+                state: MsgState::NotYetSent,
+            })
+            .collect::<Vec<_>>();
+        Self {
+            scenario,
+            model,
+            capacity,
+            seed,
+            now: 0,
+            last_accounted: 0,
+            seq: 0,
+            events: BinaryHeap::new(),
+            rng: SimRng::new(seed, STREAM_FLEET),
+            not_yet_sent: messages.len(),
+            messages,
+            visible: VecDeque::new(),
+            in_flight: 0,
+            completed: 0,
+            dead_lettered: 0,
+            latencies_ms: Vec::new(),
+            last_completion_ms: 0,
+            tasks: Vec::new(),
+            live_tasks: BTreeSet::new(),
+            idle_tasks: BTreeSet::new(),
+            instances: Vec::new(),
+            live_instances: BTreeSet::new(),
+            desired_tasks: 0,
+            desired_instances: 0,
+            last_node_add_ms: None,
+            cloudwatch: Vec::new(),
+            minute_visible_max: 0,
+            minute_not_visible_max: 0,
+            minute_empty_receives: 0,
+            idle_instance_ms: 0,
+            interrupted_tasks: 0,
+            work_redone_ms: 0,
+            scaling_actions: 0,
+            samples: Vec::new(),
+            decisions: Vec::new(),
+        }
+    }
+
+    fn schedule(&mut self, at: Millis, event: Event) {
+        self.seq += 1;
+        self.events.push(Reverse((at, self.seq, event)));
+    }
+
+    fn run(&mut self, policy: &mut dyn Autoscaler) -> Result<RunOutcome, SimError> {
+        // The S3 event delay is drawn from its own stream, so every policy sees the same
+        // arrival times.
+        let mut delay_rng = SimRng::new(self.seed, STREAM_EVENT_DELAY);
+        let mean_delay = self.model.s3_event_delay_secs;
+        for i in 0..self.messages.len() {
+            let delay = secs(2.0 * mean_delay * delay_rng.unit());
+            self.schedule(self.messages[i].upload_ms + delay, Event::Arrive(i));
+        }
+        let interval = policy.interval_ms().max(1);
+        self.schedule(0, Event::PolicyTick);
+        self.schedule(MINUTE_MS, Event::MinuteClose);
+        self.schedule(0, Event::Sample);
+        if let InstanceControl::ClusterAutoscaler {
+            scan_interval_ms, ..
+        } = self.capacity.instances
+        {
+            self.schedule(scan_interval_ms, Event::NodeScan);
+        }
+        let give_up = self.scenario.horizon_ms + secs(self.model.drain_limit_secs);
+        let floor = policy.min_instances() as usize;
+        while let Some(Reverse((at, _, event))) = self.events.pop() {
+            self.advance(at);
+            match event {
+                Event::Arrive(m) => self.arrive(m),
+                Event::Redeliver { msg, attempt } => self.redeliver(msg, attempt),
+                Event::InstanceReady(i) => self.instance_ready(i),
+                Event::TaskReady { task, epoch } => self.task_ready(task, epoch),
+                Event::TaskDone { task, epoch } => self.task_done(task, epoch),
+                Event::PollExpired { task, epoch } => self.poll_expired(task, epoch),
+                Event::TaskKill { task, epoch } => self.task_kill(task, epoch),
+                Event::PolicyTick => {
+                    let command = {
+                        let view = self.view();
+                        policy.evaluate(&view)
+                    };
+                    self.apply(command);
+                    self.schedule(self.now + interval, Event::PolicyTick);
+                }
+                Event::MinuteClose => {
+                    self.close_minute();
+                    self.schedule(self.now + MINUTE_MS, Event::MinuteClose);
+                }
+                Event::Sample => {
+                    self.sample();
+                    self.check_conservation()?;
+                    self.schedule(
+                        self.now + secs(self.model.sample_interval_secs),
+                        Event::Sample,
+                    );
+                }
+                Event::NodeScan => {
+                    if let InstanceControl::ClusterAutoscaler {
+                        scan_interval_ms,
+                        unneeded_ms,
+                        delay_after_add_ms,
+                    } = self.capacity.instances
+                    {
+                        self.node_scan(unneeded_ms, delay_after_add_ms);
+                        self.schedule(self.now + scan_interval_ms, Event::NodeScan);
+                    }
+                }
+            }
+            let resolved = self.completed + self.dead_lettered == self.messages.len();
+            if resolved
+                && self.now >= self.scenario.horizon_ms
+                && self.live_instances.len() <= floor
+            {
+                break;
+            }
+            if self.now > give_up {
+                return Err(SimError::DidNotDrain {
+                    policy: policy.name().to_string(),
+                    scenario: self.scenario.name.clone(),
+                    unresolved: self.messages.len() - self.completed - self.dead_lettered,
+                    total: self.messages.len(),
+                    at_secs: self.now as f64 / 1000.0,
+                });
+            }
+        }
+        self.sample();
+        self.check_conservation()?;
+        self.final_audit()?;
+        Ok(self.outcome())
+    }
+
+    /// Accrues idle instance time up to `at` and moves the clock.
+    fn advance(&mut self, at: Millis) {
+        let dt = at.saturating_sub(self.last_accounted);
+        if dt > 0 {
+            let idle = self
+                .live_instances
+                .iter()
+                .filter(|&&i| {
+                    !self.instances[i].tasks.iter().any(|&t| {
+                        matches!(
+                            self.tasks[t].state,
+                            TaskState::Busy { .. } | TaskState::Draining { .. }
+                        )
+                    })
+                })
+                .count() as Millis;
+            self.idle_instance_ms += idle * dt;
+            self.last_accounted = at;
+        }
+        self.now = at;
+    }
+
+    // ---- SQS -------------------------------------------------------------------------
+
+    fn arrive(&mut self, m: usize) {
+        self.not_yet_sent -= 1;
+        self.make_visible(m);
+        self.dispatch();
+    }
+
+    fn make_visible(&mut self, m: usize) {
+        self.messages[m].state = MsgState::Visible;
+        self.visible.push_back(m);
+        self.minute_visible_max = self.minute_visible_max.max(self.visible.len() as u32);
+    }
+
+    fn redeliver(&mut self, msg: usize, attempt: u32) {
+        let m = &self.messages[msg];
+        if m.state == MsgState::InFlight && m.attempt == attempt {
+            self.in_flight -= 1;
+            self.make_visible(msg);
+            self.dispatch();
+        }
+    }
+
+    /// Hands visible messages to idle workers (a long poll returns as soon as a message is
+    /// there). A message received more than maxReceiveCount times goes to the DLQ instead.
+    fn dispatch(&mut self) {
+        while let Some(&task) = self.idle_tasks.first() {
+            let Some(msg) = self.visible.pop_front() else {
+                break;
+            };
+            let message = &mut self.messages[msg];
+            message.receives += 1;
+            if message.receives > self.model.max_receive_count {
+                message.state = MsgState::DeadLettered;
+                self.dead_lettered += 1;
+                continue;
+            }
+            message.state = MsgState::InFlight;
+            message.attempt += 1;
+            let done = self.now + message.processing_ms;
+            self.in_flight += 1;
+            self.minute_not_visible_max = self.minute_not_visible_max.max(self.in_flight);
+            self.idle_tasks.remove(&task);
+            let protect = matches!(
+                self.capacity.tasks,
+                TaskControl::Service {
+                    protect_busy: true,
+                    ..
+                }
+            );
+            let t = &mut self.tasks[task];
+            t.state = TaskState::Busy {
+                msg,
+                started_ms: self.now,
+            };
+            t.protected = protect;
+            t.epoch += 1;
+            let epoch = t.epoch;
+            self.schedule(done, Event::TaskDone { task, epoch });
+        }
+    }
+
+    // ---- workers ---------------------------------------------------------------------
+
+    fn start_polling(&mut self, task: usize) {
+        let t = &mut self.tasks[task];
+        t.state = TaskState::Idle;
+        t.protected = false;
+        t.epoch += 1;
+        let epoch = t.epoch;
+        self.idle_tasks.insert(task);
+        let at = self.now + secs(self.model.long_poll_secs);
+        self.schedule(at, Event::PollExpired { task, epoch });
+    }
+
+    fn poll_expired(&mut self, task: usize, epoch: u64) {
+        let t = &self.tasks[task];
+        if t.epoch == epoch && t.state == TaskState::Idle {
+            self.minute_empty_receives += 1;
+            self.idle_tasks.remove(&task);
+            self.start_polling(task);
+        }
+    }
+
+    fn task_ready(&mut self, task: usize, epoch: u64) {
+        let t = &self.tasks[task];
+        if t.epoch == epoch && t.state == TaskState::Starting {
+            self.start_polling(task);
+            self.dispatch();
+            self.reconcile();
+        }
+    }
+
+    fn task_done(&mut self, task: usize, epoch: u64) {
+        let t = self.tasks[task];
+        if t.epoch != epoch {
+            return;
+        }
+        let (msg, draining) = match t.state {
+            TaskState::Busy { msg, .. } => (msg, false),
+            TaskState::Draining { msg, .. } => (msg, true),
+            _ => return,
+        };
+        let m = &mut self.messages[msg];
+        m.state = MsgState::Completed;
+        self.in_flight -= 1;
+        self.completed += 1;
+        self.latencies_ms.push(self.now - m.upload_ms);
+        self.last_completion_ms = self.now;
+        if draining {
+            self.remove_task(task);
+        } else {
+            self.start_polling(task);
+            self.dispatch();
+        }
+        self.reconcile();
+    }
+
+    fn task_kill(&mut self, task: usize, epoch: u64) {
+        let t = self.tasks[task];
+        if t.epoch != epoch {
+            return;
+        }
+        if let TaskState::Draining { msg, started_ms } = t.state {
+            // The worker's shutdown handler releases the message before the kill: it is
+            // visible again at once, but the work done on it is lost.
+            self.interrupted_tasks += 1;
+            self.work_redone_ms += self.now - started_ms;
+            self.in_flight -= 1;
+            self.make_visible(msg);
+            self.remove_task(task);
+            self.dispatch();
+            self.reconcile();
+        }
+    }
+
+    fn remove_task(&mut self, task: usize) {
+        let t = &mut self.tasks[task];
+        t.state = TaskState::Gone;
+        t.protected = false;
+        t.epoch += 1;
+        self.live_tasks.remove(&task);
+        self.idle_tasks.remove(&task);
+        if let Some(i) = t.instance {
+            let inst = &mut self.instances[i];
+            inst.tasks.remove(&task);
+            if inst.tasks.is_empty() && inst.state == InstanceState::InService {
+                inst.empty_since_ms = Some(self.now);
+            }
+        }
+    }
+
+    /// Stops a task the way ECS / Kubernetes do: SIGTERM, then SIGKILL after the stop
+    /// timeout. A busy worker finishes if its file completes in time.
+    fn stop_task(&mut self, task: usize) {
+        let t = self.tasks[task];
+        match t.state {
+            TaskState::Busy { msg, started_ms } => {
+                let done = started_ms + self.messages[msg].processing_ms;
+                let kill_at = self.now + secs(self.model.stop_timeout_secs);
+                let tm = &mut self.tasks[task];
+                tm.state = TaskState::Draining { msg, started_ms };
+                self.live_tasks.remove(&task);
+                if done > kill_at {
+                    let epoch = tm.epoch;
+                    self.schedule(kill_at, Event::TaskKill { task, epoch });
+                }
+            }
+            TaskState::Draining { .. } | TaskState::Gone => {}
+            _ => self.remove_task(task),
+        }
+    }
+
+    // ---- fleet -----------------------------------------------------------------------
+
+    fn launch_instance(&mut self) {
+        let id = self.instances.len();
+        self.instances.push(Instance {
+            launched_ms: self.now,
+            ended_ms: None,
+            state: InstanceState::Booting,
+            tasks: BTreeSet::new(),
+            empty_since_ms: None,
+        });
+        self.live_instances.insert(id);
+        let at = self.now + secs(self.model.instance_boot_secs);
+        self.schedule(at, Event::InstanceReady(id));
+    }
+
+    fn instance_ready(&mut self, i: usize) {
+        if self.instances[i].state != InstanceState::Booting {
+            return;
+        }
+        self.instances[i].state = InstanceState::InService;
+        self.instances[i].empty_since_ms = Some(self.now);
+        if self.capacity.tasks == TaskControl::Daemon {
+            for _ in 0..self.model.tasks_per_instance {
+                let task = self.new_task();
+                self.place(task, i);
+            }
+        }
+        self.reconcile();
+    }
+
+    /// Terminates an instance with everything on it. A worker killed mid-file cannot
+    /// release its message: it returns when the visibility timeout, last extended by the
+    /// worker's heartbeat (every half timeout), runs out.
+    fn terminate_instance(&mut self, i: usize) {
+        let on_it: Vec<usize> = self.instances[i].tasks.iter().copied().collect();
+        for task in on_it {
+            if let TaskState::Busy { msg, started_ms } | TaskState::Draining { msg, started_ms } =
+                self.tasks[task].state
+            {
+                self.interrupted_tasks += 1;
+                self.work_redone_ms += self.now - started_ms;
+                let vt = secs(self.model.visibility_timeout_secs);
+                let heartbeat = (vt / 2).max(1);
+                let last_extension = started_ms + (self.now - started_ms) / heartbeat * heartbeat;
+                let attempt = self.messages[msg].attempt;
+                self.schedule(last_extension + vt, Event::Redeliver { msg, attempt });
+            }
+            self.remove_task(task);
+        }
+        let inst = &mut self.instances[i];
+        inst.state = InstanceState::Terminated;
+        inst.ended_ms = Some(self.now);
+        self.live_instances.remove(&i);
+    }
+
+    fn new_task(&mut self) -> usize {
+        let id = self.tasks.len();
+        self.tasks.push(Task {
+            instance: None,
+            state: TaskState::Unplaced,
+            epoch: 0,
+            protected: false,
+            created_ms: self.now,
+        });
+        self.live_tasks.insert(id);
+        id
+    }
+
+    fn place(&mut self, task: usize, i: usize) {
+        let t = &mut self.tasks[task];
+        t.instance = Some(i);
+        t.state = TaskState::Starting;
+        t.epoch += 1;
+        let epoch = t.epoch;
+        let inst = &mut self.instances[i];
+        inst.tasks.insert(task);
+        inst.empty_since_ms = None;
+        let at = self.now + secs(self.model.task_start_secs);
+        self.schedule(at, Event::TaskReady { task, epoch });
+    }
+
+    fn apply(&mut self, command: Command) {
+        let tpi = self.model.tasks_per_instance;
+        let max_instances = self.model.max_instances;
+        let before = (self.desired_tasks, self.desired_instances);
+        if let Some(n) = command.desired_instances
+            && !matches!(
+                self.capacity.instances,
+                InstanceControl::ClusterAutoscaler { .. }
+            )
+        {
+            let n = n.min(max_instances);
+            if n != self.desired_instances {
+                self.desired_instances = n;
+                self.scaling_actions += 1;
+            }
+        }
+        if let Some(n) = command.desired_tasks
+            && self.capacity.tasks != TaskControl::Daemon
+        {
+            let n = n.min(max_instances * tpi);
+            if n != self.desired_tasks {
+                self.desired_tasks = n;
+                self.scaling_actions += 1;
+            }
+        }
+        self.reconcile();
+        if (self.desired_tasks, self.desired_instances) != before {
+            self.decisions.push(DecisionRecord {
+                t_secs: self.now as f64 / 1000.0,
+                desired_tasks: self.desired_tasks,
+                desired_instances: self.desired_instances,
+                reason: command.reason,
+            });
+        }
+    }
+
+    /// Brings the service and the group towards their desired sizes.
+    fn reconcile(&mut self) {
+        match self.capacity.tasks {
+            TaskControl::Daemon => {
+                self.reconcile_instances();
+                self.desired_tasks = self.desired_instances * self.model.tasks_per_instance;
+            }
+            TaskControl::Service { stop_order, .. } => {
+                self.reconcile_service(stop_order);
+                self.reconcile_instances();
+                self.place_unplaced();
+            }
+        }
+    }
+
+    fn reconcile_instances(&mut self) {
+        let live = self.live_instances.len() as u32;
+        match self.capacity.instances {
+            InstanceControl::AsgChoosesVictim => {
+                for _ in live..self.desired_instances {
+                    self.launch_instance();
+                }
+                for _ in self.desired_instances..live {
+                    let candidates: Vec<usize> = self.live_instances.iter().copied().collect();
+                    let victim = candidates[self.rng.below(candidates.len())];
+                    self.terminate_instance(victim);
+                }
+            }
+            InstanceControl::IdleOnly => {
+                for _ in live..self.desired_instances {
+                    self.launch_instance();
+                }
+                if live > self.desired_instances {
+                    let excess = (live - self.desired_instances) as usize;
+                    // Booting instances first, then the newest empty one.
+                    let mut empty: Vec<usize> = self
+                        .live_instances
+                        .iter()
+                        .copied()
+                        .filter(|&i| self.instances[i].tasks.is_empty())
+                        .collect();
+                    empty.sort_by_key(|&i| {
+                        (
+                            self.instances[i].state != InstanceState::Booting,
+                            Reverse(self.instances[i].launched_ms),
+                            Reverse(i),
+                        )
+                    });
+                    for i in empty.into_iter().take(excess) {
+                        self.terminate_instance(i);
+                    }
+                }
+            }
+            InstanceControl::ClusterAutoscaler { .. } => {
+                self.desired_instances = live;
+            }
+        }
+    }
+
+    fn reconcile_service(&mut self, stop_order: StopOrder) {
+        let live = self.live_tasks.len() as u32;
+        for _ in live..self.desired_tasks {
+            self.new_task();
+        }
+        if live <= self.desired_tasks {
+            return;
+        }
+        let excess = (live - self.desired_tasks) as usize;
+        let rank = |s: &TaskState| match s {
+            TaskState::Unplaced => 0,
+            TaskState::Starting => 1,
+            _ => 2,
+        };
+        let mut candidates: Vec<usize> = self
+            .live_tasks
+            .iter()
+            .copied()
+            .filter(|&t| !self.tasks[t].protected)
+            .collect();
+        match stop_order {
+            StopOrder::NewestFirst => candidates.sort_by_key(|&t| {
+                (
+                    rank(&self.tasks[t].state),
+                    Reverse(self.tasks[t].created_ms),
+                    Reverse(t),
+                )
+            }),
+            StopOrder::Arbitrary => {
+                // Not-yet-running tasks first, then a seeded shuffle of the rest.
+                let mut keyed: Vec<(u8, u64, usize)> = candidates
+                    .iter()
+                    .map(|&t| (rank(&self.tasks[t].state), self.rng.next_u64(), t))
+                    .collect();
+                keyed.sort();
+                candidates = keyed.into_iter().map(|(_, _, t)| t).collect();
+            }
+        }
+        for task in candidates.into_iter().take(excess) {
+            self.stop_task(task);
+        }
+    }
+
+    fn place_unplaced(&mut self) {
+        let tpi = self.model.tasks_per_instance as usize;
+        let unplaced: Vec<usize> = self
+            .live_tasks
+            .iter()
+            .copied()
+            .filter(|&t| self.tasks[t].state == TaskState::Unplaced)
+            .collect();
+        for task in unplaced {
+            // Fill the lowest-numbered instance first, which keeps others empty and
+            // removable.
+            let slot = self.live_instances.iter().copied().find(|&i| {
+                self.instances[i].state == InstanceState::InService
+                    && self.instances[i].tasks.len() < tpi
+            });
+            match slot {
+                Some(i) => self.place(task, i),
+                None => break,
+            }
+        }
+    }
+
+    fn node_scan(&mut self, unneeded_ms: Millis, delay_after_add_ms: Millis) {
+        let tpi = self.model.tasks_per_instance as usize;
+        let unplaced = self
+            .live_tasks
+            .iter()
+            .filter(|&&t| self.tasks[t].state == TaskState::Unplaced)
+            .count();
+        let booting_slots = self
+            .live_instances
+            .iter()
+            .filter(|&&i| self.instances[i].state == InstanceState::Booting)
+            .count()
+            * tpi;
+        let room = self.model.max_instances as usize - self.live_instances.len();
+        let needed = unplaced
+            .saturating_sub(booting_slots)
+            .div_ceil(tpi)
+            .min(room);
+        if needed > 0 {
+            for _ in 0..needed {
+                self.launch_instance();
+            }
+            self.last_node_add_ms = Some(self.now);
+            self.scaling_actions += 1;
+        }
+        let recently_added = self
+            .last_node_add_ms
+            .is_some_and(|t| self.now < t + delay_after_add_ms);
+        if !recently_added {
+            let removable: Vec<usize> = self
+                .live_instances
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    let inst = &self.instances[i];
+                    inst.state == InstanceState::InService
+                        && inst.tasks.is_empty()
+                        && inst
+                            .empty_since_ms
+                            .is_some_and(|since| self.now >= since + unneeded_ms)
+                })
+                .collect();
+            if !removable.is_empty() {
+                for i in removable {
+                    self.terminate_instance(i);
+                }
+                self.scaling_actions += 1;
+            }
+        }
+        self.desired_instances = self.live_instances.len() as u32;
+    }
+
+    // ---- observation and accounting ---------------------------------------------------
+
+    fn view(&self) -> ClusterView<'_> {
+        let lag = secs(self.model.cloudwatch_lag_secs);
+        let published = self
+            .cloudwatch
+            .partition_point(|p| p.period_end_ms + lag <= self.now);
+        let pending = self
+            .live_tasks
+            .iter()
+            .filter(|&&t| {
+                matches!(
+                    self.tasks[t].state,
+                    TaskState::Unplaced | TaskState::Starting
+                )
+            })
+            .count() as u32;
+        let running = self.running_tasks();
+        let in_service = self
+            .live_instances
+            .iter()
+            .filter(|&&i| self.instances[i].state == InstanceState::InService)
+            .count() as u32;
+        ClusterView {
+            now_ms: self.now,
+            queue: QueueView {
+                visible: self.visible.len() as u32,
+                in_flight: self.in_flight,
+                delayed: 0,
+            },
+            cloudwatch: &self.cloudwatch[..published],
+            desired_tasks: self.desired_tasks,
+            running_tasks: running,
+            pending_tasks: pending,
+            desired_instances: self.desired_instances,
+            instances: self.live_instances.len() as u32,
+            in_service_instances: in_service,
+            max_instances: self.model.max_instances,
+            tasks_per_instance: self.model.tasks_per_instance,
+        }
+    }
+
+    fn close_minute(&mut self) {
+        let in_service = self
+            .live_instances
+            .iter()
+            .filter(|&&i| self.instances[i].state == InstanceState::InService)
+            .count() as u32;
+        self.cloudwatch.push(CloudWatchPoint {
+            period_end_ms: self.now,
+            visible_max: self.minute_visible_max,
+            not_visible_max: self.minute_not_visible_max,
+            empty_receives: self.minute_empty_receives,
+            in_service_instances: in_service,
+        });
+        self.minute_visible_max = self.visible.len() as u32;
+        self.minute_not_visible_max = self.in_flight;
+        self.minute_empty_receives = 0;
+    }
+
+    fn sample(&mut self) {
+        self.samples.push(Sample {
+            t_ms: self.now,
+            visible: self.visible.len() as u32,
+            in_flight: self.in_flight,
+            desired_tasks: self.desired_tasks,
+            running_tasks: self.running_tasks(),
+            instances: self.live_instances.len() as u32,
+        });
+    }
+
+    /// Workers that run (idle, busy, or finishing after a stop), wherever they are.
+    fn running_tasks(&self) -> u32 {
+        self.live_instances
+            .iter()
+            .flat_map(|&i| self.instances[i].tasks.iter())
+            .filter(|&&t| {
+                matches!(
+                    self.tasks[t].state,
+                    TaskState::Idle | TaskState::Busy { .. } | TaskState::Draining { .. }
+                )
+            })
+            .count() as u32
+    }
+
+    fn check_conservation(&self) -> Result<(), SimError> {
+        let accounted = self.not_yet_sent
+            + self.visible.len()
+            + self.in_flight as usize
+            + self.completed
+            + self.dead_lettered;
+        if accounted != self.messages.len() {
+            return Err(SimError::Conservation {
+                at_secs: self.now as f64 / 1000.0,
+                detail: format!(
+                    "{} not yet sent + {} visible + {} in flight + {} completed + {} dead-lettered = {accounted}, expected {}",
+                    self.not_yet_sent,
+                    self.visible.len(),
+                    self.in_flight,
+                    self.completed,
+                    self.dead_lettered,
+                    self.messages.len()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// At the end every message must be completed exactly once or in the DLQ, and the
+    /// per-message states must agree with the running counters.
+    fn final_audit(&self) -> Result<(), SimError> {
+        let completed = self
+            .messages
+            .iter()
+            .filter(|m| m.state == MsgState::Completed)
+            .count();
+        let dlq = self
+            .messages
+            .iter()
+            .filter(|m| m.state == MsgState::DeadLettered)
+            .count();
+        if completed != self.completed
+            || dlq != self.dead_lettered
+            || completed + dlq != self.messages.len()
+            || self.latencies_ms.len() != completed
+        {
+            return Err(SimError::Conservation {
+                at_secs: self.now as f64 / 1000.0,
+                detail: format!(
+                    "{completed} messages completed ({} counted, {} latencies), {dlq} dead-lettered ({} counted), {} in the scenario",
+                    self.completed,
+                    self.latencies_ms.len(),
+                    self.dead_lettered,
+                    self.messages.len()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn outcome(&self) -> RunOutcome {
+        let minimum = secs(self.model.billing_minimum_secs);
+        let billed = self
+            .instances
+            .iter()
+            .map(|i| (i.ended_ms.unwrap_or(self.now) - i.launched_ms).max(minimum))
+            .sum();
+        let first_upload = self.messages.iter().map(|m| m.upload_ms).min().unwrap_or(0);
+        RunOutcome {
+            latencies_ms: self.latencies_ms.clone(),
+            completed: self.completed,
+            dead_lettered: self.dead_lettered,
+            total: self.messages.len(),
+            makespan_ms: self.last_completion_ms.saturating_sub(first_upload),
+            billed_instance_ms: billed,
+            idle_instance_ms: self.idle_instance_ms,
+            interrupted_tasks: self.interrupted_tasks,
+            work_redone_ms: self.work_redone_ms,
+            scaling_actions: self.scaling_actions,
+            instances_launched: self.instances.len() as u32,
+            end_ms: self.now,
+            samples: self.samples.clone(),
+            decisions: self.decisions.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::scenario::FileUpload;
+
+    fn scenario() -> Scenario {
+        Scenario {
+            name: "t".into(),
+            description: String::new(),
+            horizon_ms: 1000,
+            files: vec![FileUpload {
+                upload_ms: 0,
+                size_mb: 1.0,
+                processing_ms: 1000,
+            }],
+        }
+    }
+
+    #[test]
+    fn conservation_check_fails_loudly_when_a_message_goes_missing() {
+        let scenario = scenario();
+        let model = ModelParams::default();
+        let capacity = Capacity {
+            tasks: TaskControl::Daemon,
+            instances: InstanceControl::AsgChoosesVictim,
+        };
+        let mut world = World::new(&scenario, &model, capacity, 1);
+        assert_eq!(world.check_conservation(), Ok(()));
+        world.not_yet_sent = 0;
+        let err = world.check_conservation().expect_err("a message vanished");
+        assert!(err.to_string().contains("expected 1"), "{err}");
+        world.completed = 1;
+        assert_eq!(world.check_conservation(), Ok(()));
+        let err = world
+            .final_audit()
+            .expect_err("counted but never completed");
+        assert!(matches!(err, SimError::Conservation { .. }));
+    }
+}

@@ -1,0 +1,185 @@
+//! `geobatch-controller simulate` as a user runs it: files written, deterministic output,
+//! clear errors.
+
+use std::process::Command;
+
+fn simulate(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_geobatch-controller"))
+        .arg("simulate")
+        .args(args)
+        .output()
+        .expect("runs the binary")
+}
+
+#[test]
+fn writes_summaries_and_plots_and_repeats_byte_for_byte() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_a = dir.path().join("a");
+    let out_b = dir.path().join("b");
+    for out in [&out_a, &out_b] {
+        let result = simulate(&[
+            "--scenario",
+            "burst",
+            "--seed",
+            "7",
+            "--out",
+            out.to_str().expect("utf-8"),
+        ]);
+        assert!(
+            result.status.success(),
+            "{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        assert!(String::from_utf8_lossy(&result.stdout).contains("| burst | keda |"));
+    }
+    let json = std::fs::read_to_string(out_a.join("summary.json")).expect("summary.json");
+    let summary: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+    let rows = summary["rows"].as_array().expect("rows");
+    let policies: Vec<&str> = rows.iter().filter_map(|r| r["policy"].as_str()).collect();
+    assert_eq!(
+        policies,
+        ["geobatch", "classic-alarms", "target-tracking", "keda"]
+    );
+    assert!(rows.iter().all(|r| r["completed"].as_u64() == Some(1000)));
+    assert_eq!(summary["targets"].as_array().map(Vec::len), Some(5));
+    for file in [
+        "summary.json",
+        "summary.md",
+        "burst.svg",
+        "burst.png",
+        "burst.decisions.jsonl",
+    ] {
+        let a = std::fs::read(out_a.join(file)).expect(file);
+        let b = std::fs::read(out_b.join(file)).expect(file);
+        assert_eq!(a, b, "{file} differs between two runs with the same seed");
+    }
+    let log = std::fs::read_to_string(out_a.join("burst.decisions.jsonl")).expect("decision log");
+    let decisions: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert!(
+        decisions
+            .iter()
+            .all(|d| d["reason"].as_str().is_some_and(|r| !r.is_empty()))
+    );
+    let first_geobatch = decisions
+        .iter()
+        .find(|d| d["policy"] == "geobatch")
+        .expect("geobatch decided something");
+    assert!(
+        first_geobatch["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("messages visible or in flight")),
+        "{first_geobatch}"
+    );
+    let png = std::fs::read(out_a.join("burst.png")).expect("png");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+}
+
+#[test]
+fn a_scenario_file_and_a_single_policy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("nightly.csv");
+    std::fs::write(&csv, "upload_secs,size_mb\n0,100\n30,2000\n600,50\n").expect("write");
+    let out = dir.path().join("out");
+    let result = simulate(&[
+        "--scenario",
+        csv.to_str().expect("utf-8"),
+        "--policy",
+        "geobatch",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let md = std::fs::read_to_string(out.join("summary.md")).expect("summary.md");
+    assert!(md.contains("| nightly | geobatch | 3 | 3 | 0 |"), "{md}");
+    assert!(out.join("nightly.png").exists());
+}
+
+#[test]
+fn bad_input_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().to_str().expect("utf-8");
+    let result = simulate(&["--scenario", "weekly", "--out", out]);
+    assert!(!result.status.success());
+    assert!(String::from_utf8_lossy(&result.stderr).contains("unknown scenario \"weekly\""));
+    let result = simulate(&["--scenario", "burst", "--policy", "hpa", "--out", out]);
+    assert!(!result.status.success());
+    assert!(String::from_utf8_lossy(&result.stderr).contains("unknown --policy \"hpa\""));
+    let model = dir.path().join("model.toml");
+    std::fs::write(&model, "[model]\ntasks_per_instanse = 2\n").expect("write");
+    let result = simulate(&[
+        "--scenario",
+        "burst",
+        "--model",
+        model.to_str().expect("utf-8"),
+        "--out",
+        out,
+    ]);
+    assert!(!result.status.success());
+    assert!(String::from_utf8_lossy(&result.stderr).contains("tasks_per_instanse"));
+}
+
+#[test]
+fn the_controller_config_sets_geobatch_and_the_fleet_of_every_policy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/controller.toml");
+    let text = std::fs::read_to_string(example).expect("example config");
+    let wide = text
+        .replace("max_tasks = 10", "max_tasks = 40")
+        .replace("max_instances = 10", "max_instances = 20")
+        .replace("tasks_per_instance = 1", "tasks_per_instance = 2");
+    assert_ne!(
+        wide, text,
+        "the example config has the keys this test changes"
+    );
+    let config = dir.path().join("controller.toml");
+    std::fs::write(&config, wide).expect("write");
+    let out = dir.path().join("out");
+    let result = simulate(&[
+        "--scenario",
+        "burst",
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("json"))
+            .expect("valid JSON");
+    assert_eq!(summary["config"]["model"]["max_instances"], 20);
+    assert_eq!(summary["config"]["model"]["tasks_per_instance"], 2);
+    assert!(
+        summary["geobatch_policy"]
+            .as_str()
+            .is_some_and(|p| p.contains("max_tasks: 40"))
+    );
+    // 40 tasks instead of 10: the burst drains much faster than with the defaults.
+    let p95 = summary["rows"][0]["latency_p95_secs"]
+        .as_f64()
+        .expect("p95");
+    assert!(p95 < 1000.0, "geobatch p95 {p95} s");
+
+    let result = simulate(&[
+        "--scenario",
+        "burst",
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--pool",
+        "nope",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(!result.status.success());
+    assert!(String::from_utf8_lossy(&result.stderr).contains("no pool named \"nope\""));
+}
