@@ -145,9 +145,28 @@ def _resolver(emulator: Emulator, template: dict[str, Any], values: dict[str, st
             return attrs["Attributes"]["QueueArn"]
         if attribute == "Arn" and kind == "AWS::S3::Bucket":
             return f"arn:aws:s3:::{ref(logical_id)}"
+        if attribute == "Name" and kind == "AWS::ECS::Service":
+            return ref(logical_id).rsplit("/", 1)[-1]
         raise cfn.UnsupportedIntrinsic(f"Fn::GetAtt {logical_id}.{attribute} ({kind})")
 
     return cfn.Resolver(ref, get_att)
+
+
+def controller_config(emulator: Emulator, stack: Stack, parameters: dict[str, str]) -> str:
+    """The controller.toml that the stack's controller instance would write at boot.
+
+    It is taken from the controller launch template's user data, resolved against the
+    deployed stack, so the local controller runs with exactly the production settings
+    (only the parameters differ).
+    """
+    template = cfn.load(TEMPLATE)
+    vpc, subnets = default_network(emulator)
+    values = {"VpcId": vpc, "SubnetIds": ",".join(subnets), **parameters}
+    user_data = template["Resources"]["ControllerLaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]
+    script = _resolver(emulator, template, values, stack).resolve(user_data["Fn::Base64"])
+    start = "cat > /etc/geobatch/controller.toml <<'TOML'\n"
+    body = script[script.index(start) + len(start) :]
+    return body[: body.index("\nTOML\n") + 1]
 
 
 def _apply_ignored(
