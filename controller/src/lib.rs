@@ -1,4 +1,27 @@
-//! geobatch's controller: sizes the worker fleet from the queue.
+//! geobatch's controller: sizes the worker ECS service and its Auto Scaling Group from the
+//! SQS backlog, scales to zero safely and never removes a busy worker.
 //!
 //! # Layout
-//! (filled in by the controller work: observe, policy, actuate, sim)
+//! - [`config`]: the TOML file, its defaults and validation into pools.
+//! - [`policy`]: the pure decision function shared by the loop, `decide`, dry-run and the
+//!   simulator.
+//! - [`observe`]: reads the queue, service, container instances, group and CloudWatch
+//!   behind the [`observe::Observer`] trait.
+//! - [`plan`]: turns a decision into the calls that carry it out safely (pure).
+//! - [`actuate`]: makes those calls, or in dry-run does not, behind [`actuate::Actuator`].
+//! - [`control`]: the per-pool loop and its one error policy.
+//! - [`service`]: the `run` command: all pools, `/metrics`, `/healthz`, shutdown.
+//! - [`decision_log`]: one JSON line per capacity change, with inputs and reason.
+//! - [`metrics`]: the Prometheus metrics.
+//! - [`aws`]: the SDK clients and the API error type.
+
+pub mod actuate;
+pub mod aws;
+pub mod config;
+pub mod control;
+pub mod decision_log;
+pub mod metrics;
+pub mod observe;
+pub mod plan;
+pub mod policy;
+pub mod service;

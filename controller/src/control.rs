@@ -1,0 +1,301 @@
+//! The control loop: for each pool, observe → decide → plan → act, then wait.
+//!
+//! One loop per pool, each with its own poll interval and policy state. The same loop runs
+//! live and in dry-run; only the [`Actuator`] differs. Errors have one policy
+//! ([`ErrorPolicy`]): a poll with a failed AWS call holds capacity (the policy sees the
+//! missing data), is logged and counted, and the next poll waits longer, doubling up to
+//! `max_backoff_secs`; the first clean poll resets the wait. Nothing ends the loop but the
+//! shutdown signal, and a poll that has started runs to completion first.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::actuate::Actuator;
+use crate::aws::ApiError;
+use crate::config::Pool;
+use crate::decision_log::{DecisionLog, DecisionRecord};
+use crate::metrics::Metrics;
+use crate::observe::{Observer, PoolSnapshot};
+use crate::plan::{Action, plan};
+use crate::policy::{Decision, PolicyState, decide};
+
+/// How long to wait before the next poll, given how the last ones went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorPolicy {
+    poll_interval: Duration,
+    max_backoff: Duration,
+    consecutive_failures: u32,
+}
+
+impl ErrorPolicy {
+    /// Waits `poll_interval` after a clean poll; after failures, doubles from there up to
+    /// `max_backoff` (never below the poll interval).
+    pub fn new(poll_interval: Duration, max_backoff: Duration) -> ErrorPolicy {
+        ErrorPolicy {
+            poll_interval,
+            max_backoff: max_backoff.max(poll_interval),
+            consecutive_failures: 0,
+        }
+    }
+
+    /// The wait before the next poll, after a poll that failed or not.
+    pub fn next_wait(&mut self, failed: bool) -> Duration {
+        if !failed {
+            self.consecutive_failures = 0;
+            return self.poll_interval;
+        }
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        let factor = 2u32.saturating_pow(self.consecutive_failures.min(20));
+        self.poll_interval
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+    }
+}
+
+/// What one poll saw, decided and did.
+#[derive(Debug, Clone)]
+pub struct Tick {
+    /// The observation.
+    pub snapshot: PoolSnapshot,
+    /// The policy's decision.
+    pub decision: Decision,
+    /// The calls planned (made, or in dry-run skipped).
+    pub calls: Vec<Action>,
+    /// The call that failed, if one did; the calls after it were not made.
+    pub failed_call: Option<ApiError>,
+}
+
+impl Tick {
+    /// Whether the poll counts as failed for the error policy. CloudWatch alone does not:
+    /// it only corroborates, and its failure already keeps the pool from scaling to zero.
+    pub fn failed(&self) -> bool {
+        self.failed_call.is_some()
+            || self
+                .snapshot
+                .errors
+                .iter()
+                .any(|err| err.call != "GetMetricData")
+    }
+}
+
+/// When each pool's loop last finished a poll, for `/healthz`.
+#[derive(Debug)]
+pub struct Heartbeat {
+    started: Instant,
+    last_poll_millis: Vec<AtomicU64>,
+    stale_after: Duration,
+}
+
+impl Heartbeat {
+    /// A heartbeat for `pools` loops that counts as stale after `stale_after` without a
+    /// finished poll.
+    pub fn new(pools: usize, stale_after: Duration) -> Heartbeat {
+        Heartbeat {
+            started: Instant::now(),
+            last_poll_millis: (0..pools).map(|_| AtomicU64::new(0)).collect(),
+            stale_after,
+        }
+    }
+
+    fn beat(&self, pool: usize) {
+        if let Some(slot) = self.last_poll_millis.get(pool) {
+            slot.store(millis(self.started.elapsed()), Ordering::Relaxed);
+        }
+    }
+
+    /// Whether every loop finished a poll recently (a slow start counts from process start).
+    pub fn healthy(&self) -> bool {
+        let now = millis(self.started.elapsed());
+        let limit = millis(self.stale_after);
+        self.last_poll_millis
+            .iter()
+            .all(|slot| now.saturating_sub(slot.load(Ordering::Relaxed)) <= limit)
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One pool's loop and everything it carries between polls.
+#[derive(Debug)]
+pub struct PoolLoop<O, A> {
+    pool: Pool,
+    observer: O,
+    actuator: A,
+    state: PolicyState,
+    log: DecisionLog,
+    metrics: Metrics,
+    /// The policy's epoch: `now` is the time since the loop was made.
+    started: Instant,
+    /// In dry-run nothing changes, so the same plan comes back every poll; it is logged when
+    /// it changes, not every time.
+    last_dry_run_calls: Vec<Action>,
+}
+
+impl<O: Observer, A: Actuator> PoolLoop<O, A> {
+    /// A loop for one pool.
+    pub fn new(pool: Pool, observer: O, actuator: A, log: DecisionLog, metrics: Metrics) -> Self {
+        PoolLoop {
+            pool,
+            observer,
+            actuator,
+            state: PolicyState::default(),
+            log,
+            metrics,
+            started: Instant::now(),
+            last_dry_run_calls: Vec::new(),
+        }
+    }
+
+    /// One poll: observe, decide, plan, act, record.
+    pub async fn tick(&mut self) -> Tick {
+        let snapshot = self.observer.observe(&self.pool).await;
+        let now = self.started.elapsed();
+        let (decision, state) = decide(&snapshot.observation, &self.state, &self.pool.policy, now);
+        self.state = state;
+        let calls = plan(&self.pool, &snapshot, &decision);
+        let name = self.pool.name.as_str();
+        for err in &snapshot.errors {
+            tracing::warn!(
+                pool = name,
+                call = err.call,
+                error = %err.message,
+                "AWS call failed; the policy holds what it cannot see"
+            );
+        }
+        self.metrics.observed(name, &snapshot, &decision);
+
+        let dry_run = self.actuator.dry_run();
+        let mut failed_call = None;
+        for action in &calls {
+            match self.actuator.apply(action).await {
+                Ok(()) => self.metrics.call(name, action.call(), dry_run),
+                Err(err) => {
+                    self.metrics.api_error(err.call);
+                    tracing::warn!(
+                        pool = name,
+                        call = err.call,
+                        error = %err.message,
+                        "scaling call failed; the rest wait for the next poll"
+                    );
+                    failed_call = Some(err);
+                    break;
+                }
+            }
+        }
+        let tick = Tick {
+            snapshot,
+            decision,
+            calls,
+            failed_call,
+        };
+        self.record(&tick);
+        tick
+    }
+
+    fn record(&mut self, tick: &Tick) {
+        if tick.calls.is_empty() {
+            self.last_dry_run_calls.clear();
+            return;
+        }
+        let dry_run = self.actuator.dry_run();
+        if dry_run && tick.calls == self.last_dry_run_calls {
+            return;
+        }
+        let name = self.pool.name.as_str();
+        let reason = tick.decision.reason.to_string();
+        for action in &tick.calls {
+            if dry_run {
+                tracing::info!(pool = name, reason = %reason, "would {action}");
+            } else {
+                tracing::info!(pool = name, reason = %reason, "{action}");
+            }
+        }
+        let mut record = DecisionRecord::new(
+            name,
+            dry_run,
+            &tick.snapshot,
+            &tick.decision,
+            tick.calls.clone(),
+        );
+        record.failed = tick.failed_call.as_ref().map(ToString::to_string);
+        self.log.write(&record);
+        if dry_run {
+            self.last_dry_run_calls.clone_from(&tick.calls);
+        }
+    }
+
+    /// Polls until `shutdown` turns true, reporting each finished poll to `heartbeat` as
+    /// loop number `index`.
+    pub async fn run(
+        mut self,
+        index: usize,
+        heartbeat: Arc<Heartbeat>,
+        max_backoff: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut errors = ErrorPolicy::new(self.pool.poll_interval, max_backoff);
+        tracing::info!(
+            pool = self.pool.name.as_str(),
+            dry_run = self.actuator.dry_run(),
+            poll_interval_secs = self.pool.poll_interval.as_secs_f64(),
+            "controlling pool"
+        );
+        while !*shutdown.borrow() {
+            let tick = self.tick().await;
+            heartbeat.beat(index);
+            let wait = errors.next_wait(tick.failed());
+            if tick.failed() {
+                tracing::info!(
+                    pool = self.pool.name.as_str(),
+                    retry_in_secs = wait.as_secs_f64(),
+                    "poll failed; backing off"
+                );
+            }
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        tracing::info!(pool = self.pool.name.as_str(), "stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_polls_wait_the_poll_interval() {
+        let mut policy = ErrorPolicy::new(Duration::from_secs(5), Duration::from_secs(60));
+        assert_eq!(policy.next_wait(false), Duration::from_secs(5));
+        assert_eq!(policy.next_wait(false), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn failures_double_the_wait_up_to_the_cap_and_success_resets() {
+        let mut policy = ErrorPolicy::new(Duration::from_secs(5), Duration::from_secs(60));
+        let waits: Vec<u64> = (0..6).map(|_| policy.next_wait(true).as_secs()).collect();
+        assert_eq!(waits, [10, 20, 40, 60, 60, 60]);
+        assert_eq!(policy.next_wait(false), Duration::from_secs(5));
+        assert_eq!(policy.next_wait(true), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_cap_below_the_poll_interval_never_polls_faster() {
+        let mut policy = ErrorPolicy::new(Duration::from_secs(5), Duration::from_secs(1));
+        assert_eq!(policy.next_wait(true), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn many_failures_do_not_overflow() {
+        let mut policy = ErrorPolicy::new(Duration::from_millis(1), Duration::from_secs(3600));
+        for _ in 0..1000 {
+            assert!(policy.next_wait(true) <= Duration::from_secs(3600));
+        }
+    }
+}

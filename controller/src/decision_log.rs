@@ -1,0 +1,124 @@
+//! The decision log: one JSON line per capacity change (or, in dry-run, per change it would
+//! make), with the observation it came from and the reason, on stdout by default.
+//!
+//! It is kept apart from the diagnostic logs on stderr so `geobatch-controller run | jq`
+//! answers "why did capacity change at 03:12?" without filtering.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use aws_sdk_sqs::primitives::{DateTime, DateTimeFormat};
+use serde::Serialize;
+
+use crate::observe::PoolSnapshot;
+use crate::plan::Action;
+use crate::policy::{Decision, Direction, Observation, Reason};
+
+/// One decision with everything that led to it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DecisionRecord {
+    /// When, RFC 3339 UTC.
+    pub time: String,
+    /// The pool's name.
+    pub pool: String,
+    /// Whether the calls were only shown, not made.
+    pub dry_run: bool,
+    /// What the policy saw.
+    pub observation: Observation,
+    /// CloudWatch's latest visible-messages figure, as corroboration of the SQS view.
+    pub cloudwatch_visible: Option<f64>,
+    /// The service's desired count decided.
+    pub desired_tasks: u32,
+    /// The group's desired capacity decided.
+    pub desired_instances: u32,
+    /// Which way capacity moves.
+    pub direction: Direction,
+    /// Why, in a sentence.
+    pub reason: String,
+    /// Why, as data.
+    pub reason_detail: Reason,
+    /// The calls, in order (made, or in dry-run and `decide`, that would be made).
+    pub calls: Vec<Action>,
+    /// The first call that failed, which stopped the rest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+}
+
+impl DecisionRecord {
+    /// Builds the record of one poll.
+    pub fn new(
+        pool: &str,
+        dry_run: bool,
+        snapshot: &PoolSnapshot,
+        decision: &Decision,
+        calls: Vec<Action>,
+    ) -> DecisionRecord {
+        DecisionRecord {
+            time: now_rfc3339(),
+            pool: pool.to_owned(),
+            dry_run,
+            observation: snapshot.observation,
+            cloudwatch_visible: snapshot.cloudwatch_visible,
+            desired_tasks: decision.desired_tasks,
+            desired_instances: decision.desired_instances,
+            direction: decision.direction,
+            reason: decision.reason.to_string(),
+            reason_detail: decision.reason.clone(),
+            calls,
+            failed: None,
+        }
+    }
+}
+
+/// Where decision records go. Cloning shares the destination.
+#[derive(Clone)]
+pub struct DecisionLog {
+    out: Arc<Mutex<Box<dyn Write + Send>>>,
+}
+
+impl DecisionLog {
+    /// Records to stdout.
+    pub fn stdout() -> DecisionLog {
+        DecisionLog::to_writer(std::io::stdout())
+    }
+
+    /// Records to any writer (a file, or a buffer in tests).
+    pub fn to_writer(out: impl Write + Send + 'static) -> DecisionLog {
+        DecisionLog {
+            out: Arc::new(Mutex::new(Box::new(out))),
+        }
+    }
+
+    /// Writes one record as one line. A log that cannot be written must not stop the
+    /// controller, so a failure is reported on stderr and otherwise ignored.
+    pub fn write(&self, record: &DecisionRecord) {
+        let line = match serde_json::to_string(record) {
+            Ok(line) => line,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot encode a decision record");
+                return;
+            }
+        };
+        let mut out = self
+            .out
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Err(err) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+            tracing::error!(error = %err, "cannot write the decision log");
+        }
+    }
+}
+
+impl std::fmt::Debug for DecisionLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DecisionLog")
+    }
+}
+
+/// The wall-clock time for log records; the policy itself never sees it.
+pub fn now_rfc3339() -> String {
+    DateTime::from(SystemTime::now())
+        .fmt(DateTimeFormat::DateTime)
+        .unwrap_or_default()
+}

@@ -1,0 +1,424 @@
+//! From a decision to the AWS calls that carry it out, without making them.
+//!
+//! Pure, like the policy, so dry-run, `decide` and the live loop show and make the same
+//! calls. The safety rules live here:
+//! - no call when nothing changes, and none at all when an observation is missing;
+//! - scale-out raises the group's desired capacity and the service's desired count together
+//!   (and takes back instances it had started draining before asking for new ones);
+//! - scale-in never lowers the group's desired capacity, which would let Auto Scaling pick
+//!   any instance, busy or not. It lowers the service's desired count (ECS keeps tasks with
+//!   scale-in protection), drains an instance only when it runs no task, and terminates it,
+//!   decrementing the desired capacity, only once a later poll sees it drained and still
+//!   idle.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::config::Pool;
+use crate::observe::{Host, PoolSnapshot};
+use crate::policy::{Decision, Direction};
+
+/// One mutating AWS call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "call")]
+pub enum Action {
+    /// ECS `UpdateService` with a new desired count.
+    UpdateService {
+        /// The cluster.
+        cluster: String,
+        /// The service.
+        service: String,
+        /// The desired count now.
+        from: u32,
+        /// The desired count to set.
+        desired_count: u32,
+    },
+    /// Auto Scaling `SetDesiredCapacity`, only ever upwards.
+    SetDesiredCapacity {
+        /// The group.
+        auto_scaling_group: String,
+        /// The desired capacity now.
+        from: u32,
+        /// The desired capacity to set.
+        desired_capacity: u32,
+    },
+    /// ECS `UpdateContainerInstancesState` to `DRAINING`, so no task lands on an idle
+    /// instance that is about to go.
+    DrainContainerInstance {
+        /// The cluster.
+        cluster: String,
+        /// The container instance.
+        container_instance_arn: String,
+        /// The EC2 instance under it.
+        instance_id: String,
+    },
+    /// ECS `UpdateContainerInstancesState` back to `ACTIVE`: capacity is needed again.
+    ActivateContainerInstance {
+        /// The cluster.
+        cluster: String,
+        /// The container instance.
+        container_instance_arn: String,
+        /// The EC2 instance under it.
+        instance_id: String,
+    },
+    /// Auto Scaling `TerminateInstanceInAutoScalingGroup` with
+    /// `ShouldDecrementDesiredCapacity=true`, for a drained instance that runs no task.
+    TerminateInstance {
+        /// The group.
+        auto_scaling_group: String,
+        /// The instance.
+        instance_id: String,
+    },
+}
+
+impl Action {
+    /// The API operation, for logs and the per-call error metric.
+    pub fn call(&self) -> &'static str {
+        match self {
+            Action::UpdateService { .. } => "UpdateService",
+            Action::SetDesiredCapacity { .. } => "SetDesiredCapacity",
+            Action::DrainContainerInstance { .. } | Action::ActivateContainerInstance { .. } => {
+                "UpdateContainerInstancesState"
+            }
+            Action::TerminateInstance { .. } => "TerminateInstanceInAutoScalingGroup",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::UpdateService {
+                cluster,
+                service,
+                from,
+                desired_count,
+            } => write!(
+                f,
+                "set ECS service {cluster}/{service} desired count {from} -> {desired_count}"
+            ),
+            Action::SetDesiredCapacity {
+                auto_scaling_group,
+                from,
+                desired_capacity,
+            } => write!(
+                f,
+                "set Auto Scaling Group {auto_scaling_group} desired capacity {from} -> \
+                 {desired_capacity}"
+            ),
+            Action::DrainContainerInstance { instance_id, .. } => {
+                write!(
+                    f,
+                    "set container instance on {instance_id} to DRAINING (idle)"
+                )
+            }
+            Action::ActivateContainerInstance { instance_id, .. } => write!(
+                f,
+                "set container instance on {instance_id} back to ACTIVE (capacity needed)"
+            ),
+            Action::TerminateInstance {
+                auto_scaling_group,
+                instance_id,
+            } => write!(
+                f,
+                "terminate drained idle instance {instance_id} in {auto_scaling_group}, \
+                 decrementing desired capacity"
+            ),
+        }
+    }
+}
+
+/// The calls that carry out `decision` for a pool as `snapshot` saw it, in the order to make
+/// them. The first call that fails should stop the rest for this poll.
+pub fn plan(pool: &Pool, snapshot: &PoolSnapshot, decision: &Decision) -> Vec<Action> {
+    let (Some(service), Some(group)) =
+        (snapshot.observation.service, snapshot.observation.instances)
+    else {
+        return Vec::new();
+    };
+    if decision.direction == Direction::Hold {
+        return Vec::new();
+    }
+    let hosts = snapshot.hosts.as_deref();
+    let mut actions = Vec::new();
+    let update_service =
+        (decision.desired_tasks != service.desired).then(|| Action::UpdateService {
+            cluster: pool.cluster.clone(),
+            service: pool.service.clone(),
+            from: service.desired,
+            desired_count: decision.desired_tasks,
+        });
+
+    // Instances the controller drained earlier that are needed again come back first.
+    let draining: Vec<&Host> = hosts
+        .unwrap_or_default()
+        .iter()
+        .filter(|h| h.in_service() && h.draining())
+        .collect();
+    let usable = group.desired.saturating_sub(count(draining.len()));
+    if decision.desired_instances > usable {
+        let wanted = decision.desired_instances - usable;
+        for host in draining.iter().take(wanted as usize) {
+            if let Some(container) = &host.container {
+                actions.push(Action::ActivateContainerInstance {
+                    cluster: pool.cluster.clone(),
+                    container_instance_arn: container.arn.clone(),
+                    instance_id: host.instance_id.clone(),
+                });
+            }
+        }
+    }
+    if decision.desired_instances > group.desired {
+        actions.push(Action::SetDesiredCapacity {
+            auto_scaling_group: pool.auto_scaling_group.clone(),
+            from: group.desired,
+            desired_capacity: decision.desired_instances,
+        });
+    }
+
+    // On scale-in the service goes first, so ECS stops unprotected tasks; idle instances
+    // follow.
+    actions.extend(update_service);
+    if decision.desired_instances < group.desired
+        && let Some(hosts) = hosts
+    {
+        let surplus = group.desired - decision.desired_instances;
+        let mut handled = 0;
+        for host in hosts
+            .iter()
+            .filter(|h| h.in_service() && h.draining() && h.idle())
+            .take(surplus as usize)
+        {
+            actions.push(Action::TerminateInstance {
+                auto_scaling_group: pool.auto_scaling_group.clone(),
+                instance_id: host.instance_id.clone(),
+            });
+            handled += 1;
+        }
+        // Drained instances that still finish a task are already on their way out.
+        handled += count(
+            hosts
+                .iter()
+                .filter(|h| h.in_service() && h.draining() && !h.idle())
+                .count(),
+        );
+        for host in hosts
+            .iter()
+            .filter(|h| h.in_service() && !h.draining() && h.idle())
+            .take(surplus.saturating_sub(handled) as usize)
+        {
+            if let Some(container) = &host.container {
+                actions.push(Action::DrainContainerInstance {
+                    cluster: pool.cluster.clone(),
+                    container_instance_arn: container.arn.clone(),
+                    instance_id: host.instance_id.clone(),
+                });
+            }
+        }
+    }
+    actions
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::ContainerInstance;
+    use crate::policy::{InstanceGroup, Observation, PoolPolicy, QueueDepth, Reason, ServiceTasks};
+    use std::time::Duration;
+
+    fn pool() -> Pool {
+        Pool {
+            name: "geo".into(),
+            queue_url: "http://127.0.0.1/1/q".into(),
+            queue_name: "q".into(),
+            cluster: "c".into(),
+            service: "s".into(),
+            auto_scaling_group: "g".into(),
+            poll_interval: Duration::from_secs(1),
+            policy: PoolPolicy::default(),
+        }
+    }
+
+    fn host(id: &str, status: &str, running: u32) -> Host {
+        Host {
+            instance_id: id.into(),
+            lifecycle_state: "InService".into(),
+            container: Some(ContainerInstance {
+                arn: format!("arn:{id}"),
+                status: status.into(),
+                running_tasks: running,
+                pending_tasks: 0,
+            }),
+        }
+    }
+
+    fn snapshot(tasks: u32, instances: u32, hosts: Vec<Host>) -> PoolSnapshot {
+        PoolSnapshot {
+            observation: Observation {
+                queue: Some(QueueDepth::default()),
+                service: Some(ServiceTasks {
+                    desired: tasks,
+                    running: tasks,
+                    pending: 0,
+                }),
+                instances: Some(InstanceGroup {
+                    desired: instances,
+                    in_service: instances,
+                }),
+                latest_empty_receives: None,
+            },
+            hosts: Some(hosts),
+            cloudwatch_visible: None,
+            errors: Vec::new(),
+        }
+    }
+
+    fn decision(tasks: u32, instances: u32, direction: Direction) -> Decision {
+        Decision {
+            desired_tasks: tasks,
+            desired_instances: instances,
+            direction,
+            reason: Reason::Drained { idle_secs: 1.0 },
+        }
+    }
+
+    fn calls(actions: &[Action]) -> Vec<String> {
+        actions.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn nothing_changes_no_call() {
+        let snap = snapshot(
+            2,
+            2,
+            vec![host("i-1", "ACTIVE", 1), host("i-2", "ACTIVE", 1)],
+        );
+        assert!(plan(&pool(), &snap, &decision(2, 2, Direction::Steady)).is_empty());
+    }
+
+    #[test]
+    fn hold_makes_no_call_even_if_numbers_differ() {
+        let snap = snapshot(2, 2, vec![]);
+        assert!(plan(&pool(), &snap, &decision(0, 0, Direction::Hold)).is_empty());
+    }
+
+    #[test]
+    fn scale_out_sets_group_then_service() {
+        let snap = snapshot(0, 0, vec![]);
+        let actions = plan(&pool(), &snap, &decision(3, 3, Direction::Out));
+        assert_eq!(
+            calls(&actions),
+            [
+                "set Auto Scaling Group g desired capacity 0 -> 3",
+                "set ECS service c/s desired count 0 -> 3",
+            ]
+        );
+    }
+
+    #[test]
+    fn scale_in_never_lowers_desired_capacity_and_drains_only_idle_instances() {
+        let snap = snapshot(
+            3,
+            3,
+            vec![
+                host("i-1", "ACTIVE", 1),
+                host("i-2", "ACTIVE", 0),
+                host("i-3", "ACTIVE", 1),
+            ],
+        );
+        let actions = plan(&pool(), &snap, &decision(0, 0, Direction::In));
+        assert_eq!(
+            calls(&actions),
+            [
+                "set ECS service c/s desired count 3 -> 0",
+                "set container instance on i-2 to DRAINING (idle)",
+            ]
+        );
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::SetDesiredCapacity { .. }))
+        );
+    }
+
+    #[test]
+    fn drained_idle_instances_are_terminated_busy_ones_wait() {
+        let snap = snapshot(
+            0,
+            3,
+            vec![
+                host("i-1", "DRAINING", 0),
+                host("i-2", "DRAINING", 1),
+                host("i-3", "ACTIVE", 0),
+            ],
+        );
+        let actions = plan(&pool(), &snap, &decision(0, 1, Direction::In));
+        assert_eq!(
+            calls(&actions),
+            ["terminate drained idle instance i-1 in g, decrementing desired capacity"]
+        );
+    }
+
+    #[test]
+    fn unregistered_or_booting_instances_are_left_alone() {
+        let mut booting = host("i-1", "ACTIVE", 0);
+        booting.lifecycle_state = "Pending".into();
+        let unregistered = Host {
+            container: None,
+            ..host("i-2", "ACTIVE", 0)
+        };
+        let snap = snapshot(0, 2, vec![booting, unregistered]);
+        let actions = plan(&pool(), &snap, &decision(0, 0, Direction::In));
+        assert!(actions.is_empty(), "{actions:?}");
+    }
+
+    #[test]
+    fn without_host_details_only_the_service_scales_in() {
+        let mut snap = snapshot(2, 2, vec![]);
+        snap.hosts = None;
+        let actions = plan(&pool(), &snap, &decision(0, 0, Direction::In));
+        assert_eq!(
+            calls(&actions),
+            ["set ECS service c/s desired count 2 -> 0"]
+        );
+    }
+
+    #[test]
+    fn scale_out_takes_back_drained_instances_first() {
+        let snap = snapshot(
+            0,
+            2,
+            vec![host("i-1", "DRAINING", 0), host("i-2", "DRAINING", 0)],
+        );
+        let actions = plan(&pool(), &snap, &decision(3, 3, Direction::Out));
+        assert_eq!(
+            calls(&actions),
+            [
+                "set container instance on i-1 back to ACTIVE (capacity needed)",
+                "set container instance on i-2 back to ACTIVE (capacity needed)",
+                "set Auto Scaling Group g desired capacity 2 -> 3",
+                "set ECS service c/s desired count 0 -> 3",
+            ]
+        );
+    }
+
+    #[test]
+    fn no_more_drains_than_the_surplus() {
+        let hosts = (1..=4)
+            .map(|n| host(&format!("i-{n}"), "ACTIVE", 0))
+            .collect();
+        let snap = snapshot(2, 4, hosts);
+        let actions = plan(&pool(), &snap, &decision(2, 2, Direction::In));
+        assert_eq!(actions.len(), 2, "{actions:?}");
+        assert!(
+            actions
+                .iter()
+                .all(|a| matches!(a, Action::DrainContainerInstance { .. }))
+        );
+    }
+}
