@@ -36,6 +36,10 @@ DEMO_PARAMETERS = {
 }
 
 
+WAVES = 3
+WAVE_GAP_SECS = 12.0
+
+
 def sample_files() -> list[tuple[str, bytes]]:
     return sorted((str(p.relative_to(SAMPLES)), p.read_bytes()) for p in SAMPLES.rglob("*.geojson"))
 
@@ -61,25 +65,36 @@ def summarise(report: bytes) -> str:
 def run(target_dir: Path, out_dir: Path, timeout_secs: float) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     files = sample_files()
-    expected = {key: None for key, _ in files}
     settings = Settings(target_dir=target_dir, out_dir=out_dir, stack_name="geobatch-demo", parameters=DEMO_PARAMETERS)
     ok = True
     with LocalPipeline(settings) as pipeline:
         assert pipeline.sampler is not None and pipeline.agent is not None
         total = sum(len(b) for _, b in files)
-        print(f"4. uploading {len(files)} sample files ({total / 1e6:.1f} MB) to s3://{pipeline.stack.input_bucket}/{pipeline.stack.input_prefix}")
-        pipeline.upload(files)
+        destination = f"s3://{pipeline.stack.input_bucket}/{pipeline.stack.input_prefix}"
+        print(
+            f"4. uploading the {len(files)} sample files ({total / 1e6:.1f} MB) to {destination}, "
+            f"{WAVES} times {WAVE_GAP_SECS:.0f} s apart (as batch-1/ ... batch-{WAVES}/) to show scaling"
+        )
+        expected: dict[str, str] = {}
+        for wave in range(1, WAVES + 1):
+            batch = [(f"batch-{wave}/{key}", body) for key, body in files]
+            pipeline.upload(batch)
+            # Results land at <output prefix><input key>.json; the input key has the input prefix.
+            expected.update({key: pipeline.stack.input_prefix + key for key, _ in batch})
+            print(f"   batch {wave}: uploaded")
+            if wave < WAVES:
+                time.sleep(WAVE_GAP_SECS)
 
         print("5. processing (t: queue visible/in flight, tasks running/wanted, instances, outputs)")
         deadline = time.monotonic() + timeout_secs
         done: dict[str, str] = {}
         while time.monotonic() < deadline:
             keys = pipeline.output_keys()
-            for key in expected:
-                if f"{key}.json" in keys:
-                    done[key] = f"{key}.json"
-                elif f"{key}.error.json" in keys:
-                    done[key] = f"{key}.error.json"
+            for key, full_key in expected.items():
+                if f"{full_key}.json" in keys:
+                    done[key] = f"{full_key}.json"
+                elif f"{full_key}.error.json" in keys:
+                    done[key] = f"{full_key}.error.json"
             sample = pipeline.sampler.latest()
             if sample:
                 print(
@@ -96,8 +111,9 @@ def run(target_dir: Path, out_dir: Path, timeout_secs: float) -> int:
 
         print(f"   results in s3://{pipeline.stack.output_bucket}/{pipeline.stack.output_prefix}:")
         objects = pipeline.output_objects()
-        for key in sorted(done):
+        for key in sorted(k for k in done if k.startswith("batch-1/")):
             print(f"   - {done[key]}\n       {summarise(objects.get(done[key], b''))}")
+        print(f"   (and the same for batch-2/ ... batch-{WAVES}/: {len(done)} outputs in all)")
 
         print("6. waiting for the controller to scale back to zero")
         if pipeline.wait_scaled_to_zero(timeout_secs=120):

@@ -15,7 +15,7 @@ from .processes import Supervisor
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
-_CLIENT_CONFIG = Config(retries={"max_attempts": 8, "mode": "standard"}, connect_timeout=5, read_timeout=30)
+_CLIENT_CONFIG = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5, read_timeout=30)
 
 
 def free_port() -> int:

@@ -190,8 +190,6 @@ def dlq_keys(pipeline: LocalPipeline) -> list[str]:
 def run(target_dir: Path, out_dir: Path, seed: int, timeout_secs: float) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     files, bad = make_files(seed)
-    good = [key for key, _ in files if key not in bad]
-    expected = {key: f"{key}.error.json" if key in bad else f"{key}.json" for key, _ in files}
     results: list[tuple[bool, str]] = []
 
     def check(passed: bool, what: str) -> None:
@@ -201,12 +199,18 @@ def run(target_dir: Path, out_dir: Path, seed: int, timeout_secs: float) -> int:
     settings = Settings(target_dir=target_dir, out_dir=out_dir, stack_name="geobatch-faults", parameters=PARAMETERS)
     with LocalPipeline(settings) as pipeline:
         assert pipeline.agent is not None
+        # Results land at <output prefix><input key>.json, and the input key has the input prefix.
+        prefix = pipeline.stack.input_prefix
+        bad = {prefix + key for key in bad}
+        files = [(prefix + key, body) for key, body in files]
+        good = [key for key, _ in files if key not in bad]
+        expected = {key: f"{key}.error.json" if key in bad else f"{key}.json" for key, _ in files}
         s3 = pipeline.emulator.client("s3")
         s3.put_bucket_versioning(Bucket=pipeline.stack.output_bucket, VersioningConfiguration={"Status": "Enabled"})
 
         print(f"4. clean run: {len(files)} files ({len(bad)} malformed)")
         started = time.monotonic()
-        pipeline.upload(files)
+        pipeline.upload(files, under_input_prefix=False)
         missing = wait_for_outputs(pipeline, expected, timeout_secs)
         check(not missing, f"clean run produced every output ({len(missing)} missing) in {time.monotonic() - started:.0f} s")
         clean = pipeline.output_objects()
@@ -216,7 +220,7 @@ def run(target_dir: Path, out_dir: Path, seed: int, timeout_secs: float) -> int:
         chaos = Chaos(pipeline, seed)
         started = time.monotonic()
         chaos.start()
-        pipeline.upload(files)
+        pipeline.upload(files, under_input_prefix=False)
         missing = wait_for_outputs(pipeline, expected, timeout_secs)
         chaos.stop()
         faulty_secs = time.monotonic() - started

@@ -98,8 +98,12 @@ class LocalPipeline:
             [str(controller), "run", "--config", str(config_path), "--listen", listen],
             env=env,
             log=self._log("controller.log"),
+            stdout=self._log("controller-decisions.jsonl"),
         )
-        self.say(f"   controller: {config_path}, metrics at http://{listen}/metrics, log {out / 'controller.log'}")
+        self.say(
+            f"   controller: {config_path}, metrics at http://{listen}/metrics, decisions in "
+            f"{out / 'controller-decisions.jsonl'}, log {out / 'controller.log'}"
+        )
         self.agent = EcsAgentStandIn(self.emulator, self.stack, worker, out / "tasks", base_env())
         self.agent.start()
         self.say(f"   agent stand-in: task protection at {self.agent.protection_endpoint}, task logs in {out / 'tasks'}")
@@ -175,11 +179,12 @@ class LocalPipeline:
         return keys
 
     # ------------------------------------------------------------------ acting
-    def upload(self, files: list[tuple[str, bytes]]) -> None:
-        """Uploads (key under the input prefix, bytes) pairs, as a user would."""
+    def upload(self, files: list[tuple[str, bytes]], under_input_prefix: bool = True) -> None:
+        """Uploads (key, bytes) pairs as a user would, under the input prefix unless told not to."""
         s3 = self.emulator.client("s3")
+        prefix = self.stack.input_prefix if under_input_prefix else ""
         for key, body in files:
-            s3.put_object(Bucket=self.stack.input_bucket, Key=self.stack.input_prefix + key, Body=body)
+            s3.put_object(Bucket=self.stack.input_bucket, Key=prefix + key, Body=body)
 
     def wait_scaled_to_zero(self, timeout_secs: float) -> bool:
         """Waits for an empty queue, no task, desired count 0 and no instance."""

@@ -83,8 +83,10 @@ class Supervisor:
         env: Mapping[str, str] | None = None,
         log: IO[bytes] | None = None,
         stop_timeout_secs: float = 10.0,
+        stdout: IO[bytes] | None = None,
     ) -> subprocess.Popen[bytes]:
-        process = spawn(argv, env=env, stdout=log, stderr=log)
+        """Starts a child; its stderr (and stdout, unless given apart) goes to `log`."""
+        process = spawn(argv, env=env, stdout=stdout or log, stderr=log)
         with self._lock:
             self._children.append((name, process, stop_timeout_secs))
         return process
