@@ -63,7 +63,7 @@ BAD_BODIES = (
     ("truncated", b'{"type":"FeatureCollection","features":[{"type":"Feature","geometry":{"type":"Point","coordinates":[1,'),
     ("not json", b"this is not json at all\n"),
     ("not geojson", b'{"hello": "world"}'),
-    ("bad coordinates", b'{"type":"FeatureCollection","features":[{"type":"Feature","properties":{},"geometry":{"type":"Point","coordinates":["x","y"]}}]}'),
+    ("topojson", b'{"type":"Topology","objects":{},"arcs":[]}'),
     ("empty", b""),
 )
 
