@@ -48,6 +48,7 @@ LOCAL_STACK := PYTHONPATH=$(CURDIR)/deploy/local $(CURDIR)/$(VENV)/bin/python
 
 ## deploy-unit: unit and emulator tests of the local stack tooling (deploy/local).
 deploy-unit: venv
+	$(CARGO) build -p geobatch-worker -p geobatch-controller
 	cd deploy/local && $(LOCAL_STACK) -m unittest discover -s tests -t . -v
 
 ## fault-test: the end-to-end fault test: the whole stack in the emulator, workers killed.
