@@ -19,6 +19,7 @@ Moto does not implement ECS task protection nor run tasks, which is why this exi
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import threading
 import time
@@ -27,8 +28,6 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
-
-import signal
 
 from . import processes
 from .emulator import Emulator, free_port
@@ -88,6 +87,7 @@ class EcsAgentStandIn:
         self._container_instances: dict[str, str] = {}  # EC2 instance id -> container instance ARN
         self.events: list[dict[str, Any]] = []
         self._stop = threading.Event()
+        self._shutting_down = threading.Event()
         self._thread: threading.Thread | None = None
         self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), self._handler_class())
         self._server.daemon_threads = True
@@ -111,11 +111,13 @@ class EcsAgentStandIn:
         self._thread.start()
 
     def shutdown(self) -> None:
-        """Stops the loop, then every task (SIGTERM, SIGKILL after the stop timeout)."""
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=30)
-        with self._lock:
+        """Stops every task (SIGTERM, SIGKILL after the stop timeout), then the loop.
+
+        The loop thread spawned the tasks, and the kernel kills a child when the thread that
+        spawned it exits (``PR_SET_PDEATHSIG``), so the thread must outlive the tasks.
+        """
+        self._shutting_down.set()
+        with self._lock:  # waits for a reconcile in progress
             tasks = list(self._tasks.values())
         for task in tasks:
             if task.process.poll() is None:
@@ -127,6 +129,9 @@ class EcsAgentStandIn:
             except subprocess.TimeoutExpired:
                 pass
             processes.terminate(task.process, 0)
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=30)
         self._server.shutdown()
         self._server.server_close()
 
@@ -171,6 +176,9 @@ class EcsAgentStandIn:
     # ------------------------------------------------------------------ reconcile
     def _loop(self) -> None:
         while not self._stop.is_set():
+            if self._shutting_down.is_set():
+                self._stop.wait(self._poll_secs)
+                continue
             try:
                 self.reconcile()
             except Exception as err:  # noqa: BLE001 - the agent keeps going, like ECS's
