@@ -136,10 +136,12 @@ def render_svg(samples: list[Sample], title: str) -> str:
                 if i:
                     points.append(f"{x(sample.secs):.1f},{y(getattr(samples[i - 1], name)):.1f}")
                 points.append(f"{x(sample.secs):.1f},{y(value):.1f}")
+            # Wanted sizes dashed, so they stay visible where the actual sizes match them.
+            dash = ' stroke-dasharray="6 4"' if name.startswith("desired") else ""
             if points:
-                parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(points)}"/>')
+                parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2"{dash} points="{" ".join(points)}"/>')
             legend_y = y0 + 16 + offset * 18
-            parts.append(f'<line x1="{width - right + 12}" y1="{legend_y - 4}" x2="{width - right + 32}" y2="{legend_y - 4}" stroke="{colour}" stroke-width="2"/>')
+            parts.append(f'<line x1="{width - right + 12}" y1="{legend_y - 4}" x2="{width - right + 32}" y2="{legend_y - 4}" stroke="{colour}" stroke-width="2"{dash}/>')
             parts.append(f'<text x="{width - right + 38}" y="{legend_y}">{name.replace("_", " ")}</text>')
         axis_y = y0 + panel_height + 14
         for tick in range(0, 6):
