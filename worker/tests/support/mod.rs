@@ -342,6 +342,9 @@ pub struct RunningWorker {
 impl RunningWorker {
     /// Starts the service with `config` against the stack's emulator.
     pub fn start(stack: &Stack, config: WorkerConfig) -> RunningWorker {
+        if std::env::var_os("GEOBATCH_TEST_LOG").is_some() {
+            geobatch_common::telemetry::init(geobatch_common::telemetry::LogFormat::Text);
+        }
         let (stop, stopped) = oneshot::channel::<()>();
         let sdk = stack.sdk.clone();
         let handle = tokio::spawn(async move {
