@@ -34,8 +34,9 @@ async fn a_file_slower_than_the_visibility_timeout_is_processed_once() {
     stack.put("slow.geojson", SAMPLE).await;
     let (_dir, runs) = scratch_file("runs.log");
     let mut config = stack.config();
-    config.visibility_timeout = Duration::from_secs(2);
-    config.processor = exec(format!("echo run >> '{}'; sleep 6; cat", runs.display()));
+    // Renewed every second; the file takes more than twice the timeout.
+    config.visibility_timeout = Duration::from_secs(3);
+    config.processor = exec(format!("echo run >> '{}'; sleep 7; cat", runs.display()));
     let worker = RunningWorker::start(&stack, config);
     stack.send_event(&["slow.geojson"]).await;
     let result = stack.wait_output(&stack.result_key("slow.geojson")).await;
