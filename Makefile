@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 CARGO ?= cargo
 
-.PHONY: all build venv test lint fmt unit clean deploy-lint deploy-unit fault-test demo
+.PHONY: all build venv test lint fmt unit clean deploy-lint deploy-unit fault-test demo bench-worker
 
 all: build
 
@@ -60,6 +60,11 @@ fault-test: venv
 demo: venv
 	$(CARGO) build -p geobatch-worker -p geobatch-controller
 	$(LOCAL_STACK) -m geobatch_local.demo --target-dir $(CURDIR)/target/debug
+
+## bench-worker: worker throughput on 200 small files against a private emulator (release build).
+bench-worker: venv
+	$(CARGO) build --release -p geobatch-worker
+	$(VENV)/bin/python deploy/bench/worker_throughput.py
 
 fmt:
 	$(CARGO) fmt --all

@@ -66,19 +66,24 @@ impl MessageHandler {
             return;
         };
         telemetry::message_started(&self.metrics, context);
+        let (stop_heartbeat, heartbeat_stopped) = tokio::sync::oneshot::channel();
         let heartbeat = tokio::spawn(visibility::heartbeat(
             self.sqs.clone(),
             self.config.queue_url.clone(),
             receipt_handle.clone(),
             self.config.visibility_timeout,
             message_id.clone(),
+            heartbeat_stopped,
         ));
         let body = message.body().unwrap_or_default();
         let disposition = tokio::select! {
             disposition = self.handle(context, body) => Some(disposition),
             () = abandoned(&mut abandon) => None,
         };
-        heartbeat.abort();
+        let _stopped = stop_heartbeat.send(());
+        if let Err(err) = heartbeat.await {
+            tracing::error!(message_id, error = %err, "the visibility heartbeat failed");
+        }
         match disposition {
             Some(Disposition::Delete) => self.delete(context, &receipt_handle).await,
             Some(Disposition::Retry) => {

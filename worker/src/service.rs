@@ -188,18 +188,16 @@ pub async fn run_with_sdk_config(
     let (abandon_tx, abandon_rx) = watch::channel(false);
     let held_tx = Arc::new(held_tx);
     let mut tasks = JoinSet::new();
-    receive_loop(
-        &sqs,
-        &config,
-        &handler,
-        &metrics,
-        &consecutive_failures,
-        &held_tx,
-        &abandon_rx,
-        &mut tasks,
-        shutdown,
-    )
-    .await;
+    let receiver = Receiver {
+        sqs: &sqs,
+        config: &config,
+        handler: &handler,
+        metrics: &metrics,
+        consecutive_failures: &consecutive_failures,
+        held: &held_tx,
+        abandon: &abandon_rx,
+    };
+    receiver.run(&mut tasks, shutdown).await;
 
     tracing::info!(
         held_messages = tasks.len(),
@@ -252,83 +250,99 @@ async fn check_queue(sqs: &aws_sdk_sqs::Client, config: &WorkerConfig) -> Result
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn receive_loop(
-    sqs: &aws_sdk_sqs::Client,
-    config: &Arc<WorkerConfig>,
-    handler: &MessageHandler,
-    metrics: &Metrics,
-    consecutive_failures: &AtomicU32,
-    held: &Arc<watch::Sender<usize>>,
-    abandon: &watch::Receiver<bool>,
-    tasks: &mut JoinSet<()>,
-    shutdown: impl Future<Output = ()>,
-) {
-    let slots = Arc::new(Semaphore::new(config.concurrency));
-    let batch_limit = config.concurrency.min(MAX_BATCH);
-    tokio::pin!(shutdown);
-    loop {
-        let first = tokio::select! {
-            () = &mut shutdown => break,
-            permit = Arc::clone(&slots).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_closed) => break,
-            },
-        };
-        let mut permits = vec![first];
-        while permits.len() < batch_limit {
-            match Arc::clone(&slots).try_acquire_owned() {
-                Ok(permit) => permits.push(permit),
-                Err(_) => break,
-            }
-        }
-        while let Some(joined) = tasks.try_join_next() {
-            if let Err(err) = joined {
-                tracing::error!(error = %err, "a message task failed");
-            }
-        }
-        let received = tokio::select! {
-            () = &mut shutdown => break,
-            received = receive(sqs, config, permits.len()) => received,
-        };
-        let messages = match received {
-            Ok(messages) => {
-                consecutive_failures.store(0, Ordering::Relaxed);
-                messages
-            }
-            Err(error) => {
-                let failures = consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-                let delay = visibility::retry_delay(
-                    failures,
-                    Duration::from_secs(1),
-                    Duration::from_secs(30),
-                );
-                telemetry::receive_failed(metrics, &error, delay);
-                tokio::select! {
-                    () = &mut shutdown => break,
-                    () = tokio::time::sleep(delay) => continue,
+/// The receive loop and what it hands to each message task.
+struct Receiver<'a> {
+    sqs: &'a aws_sdk_sqs::Client,
+    config: &'a Arc<WorkerConfig>,
+    handler: &'a MessageHandler,
+    metrics: &'a Metrics,
+    /// Failed receives in a row; drives the loop's backoff and `/healthz`.
+    consecutive_failures: &'a AtomicU32,
+    /// Number of held messages, followed by task protection.
+    held: &'a Arc<watch::Sender<usize>>,
+    /// Turns true when held messages must be released (shutdown grace over).
+    abandon: &'a watch::Receiver<bool>,
+}
+
+impl Receiver<'_> {
+    /// Receives and dispatches messages until `shutdown` resolves; spawned message tasks
+    /// are left in `tasks` for the caller to drain.
+    async fn run(&self, tasks: &mut JoinSet<()>, shutdown: impl Future<Output = ()>) {
+        let Receiver {
+            sqs,
+            config,
+            handler,
+            metrics,
+            consecutive_failures,
+            held,
+            abandon,
+        } = *self;
+        let slots = Arc::new(Semaphore::new(config.concurrency));
+        let batch_limit = config.concurrency.min(MAX_BATCH);
+        tokio::pin!(shutdown);
+        loop {
+            let first = tokio::select! {
+                () = &mut shutdown => break,
+                permit = Arc::clone(&slots).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_closed) => break,
+                },
+            };
+            let mut permits = vec![first];
+            while permits.len() < batch_limit {
+                match Arc::clone(&slots).try_acquire_owned() {
+                    Ok(permit) => permits.push(permit),
+                    Err(_) => break,
                 }
             }
-        };
-        if !messages.is_empty() {
-            telemetry::messages_received(metrics, messages.len());
-        }
-        for message in messages {
-            let Some(permit) = permits.pop() else {
-                // SQS never returns more than asked for; if it did, the extra message simply
-                // waits in this batch's task for the slot of the message before it.
-                tracing::warn!("SQS returned more messages than requested");
-                break;
+            while let Some(joined) = tasks.try_join_next() {
+                if let Err(err) = joined {
+                    tracing::error!(error = %err, "a message task failed");
+                }
+            }
+            let received = tokio::select! {
+                () = &mut shutdown => break,
+                received = receive(sqs, config, permits.len()) => received,
             };
-            let handler = handler.clone();
-            let abandon = abandon.clone();
-            let held = Arc::clone(held);
-            held.send_modify(|count| *count += 1);
-            tasks.spawn(async move {
-                handler.run(message, abandon).await;
-                held.send_modify(|count| *count -= 1);
-                drop(permit);
-            });
+            let messages = match received {
+                Ok(messages) => {
+                    consecutive_failures.store(0, Ordering::Relaxed);
+                    messages
+                }
+                Err(error) => {
+                    let failures = consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+                    let delay = visibility::retry_delay(
+                        failures,
+                        Duration::from_secs(1),
+                        Duration::from_secs(30),
+                    );
+                    telemetry::receive_failed(metrics, &error, delay);
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(delay) => continue,
+                    }
+                }
+            };
+            if !messages.is_empty() {
+                telemetry::messages_received(metrics, messages.len());
+            }
+            for message in messages {
+                let Some(permit) = permits.pop() else {
+                    // SQS never returns more than asked for; if it did, the extra message simply
+                    // waits in this batch's task for the slot of the message before it.
+                    tracing::warn!("SQS returned more messages than requested");
+                    break;
+                };
+                let handler = handler.clone();
+                let abandon = abandon.clone();
+                let held = Arc::clone(held);
+                held.send_modify(|count| *count += 1);
+                tasks.spawn(async move {
+                    handler.run(message, abandon).await;
+                    held.send_modify(|count| *count -= 1);
+                    drop(permit);
+                });
+            }
         }
     }
 }

@@ -44,17 +44,25 @@ pub async fn set_visibility(
         .map_err(|err| crate::sdk_error::error_chain(&err))
 }
 
-/// Renews the message's visibility until the returned future is dropped.
+/// Renews the message's visibility until `stop` fires (or its sender is dropped).
+///
+/// A renewal that has started is always completed before this returns, so the caller can
+/// stop the heartbeat and then delete or release the message knowing that no late renewal
+/// will land after its release and hide the message again.
 pub async fn heartbeat(
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     receipt_handle: String,
     visibility_timeout: Duration,
     message_id: String,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let interval = heartbeat_interval(visibility_timeout);
     loop {
-        tokio::time::sleep(interval).await;
+        tokio::select! {
+            _ = &mut stop => return,
+            () = tokio::time::sleep(interval) => {}
+        }
         if let Err(error) =
             set_visibility(&sqs, &queue_url, &receipt_handle, visibility_timeout).await
         {
