@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 CARGO ?= cargo
 
-.PHONY: all build venv test lint fmt unit clean deploy-lint deploy-unit fault-test demo bench-worker
+.PHONY: all build venv test lint fmt unit clean deploy-lint deploy-unit fault-test demo bench-worker bench-controller
 
 all: build
 
@@ -65,6 +65,13 @@ demo: venv
 bench-worker: venv
 	$(CARGO) build --release -p geobatch-worker
 	$(VENV)/bin/python deploy/bench/worker_throughput.py
+
+## bench-controller: scale-out latency, idle RSS and CPU of the release controller against
+## the emulator (recorded in docs/benchmarks.md, "## Controller").
+bench-controller: venv
+	$(CARGO) build --release -p geobatch-controller --bin geobatch-controller --example bench_controller
+	GEOBATCH_MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server \
+		./target/release/examples/bench_controller ./target/release/geobatch-controller
 
 fmt:
 	$(CARGO) fmt --all

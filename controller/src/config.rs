@@ -594,6 +594,31 @@ auto_scaling_group = "workers"
     }
 
     #[test]
+    fn the_annotated_example_is_valid_and_shows_the_defaults() {
+        let example = include_str!("../examples/controller.toml");
+        let file = ConfigFile::parse(example, Path::new("controller.toml")).expect("parses");
+        let config = file.validate().expect("valid");
+        let defaults = load(MINIMAL).expect("valid");
+        assert_eq!(config.pools[0].policy, defaults.pools[0].policy);
+        assert_eq!(
+            config.pools[0].poll_interval,
+            defaults.pools[0].poll_interval
+        );
+        assert_eq!(
+            (
+                config.max_backoff,
+                config.api_timeout,
+                config.cloudwatch_interval
+            ),
+            (
+                defaults.max_backoff,
+                defaults.api_timeout,
+                defaults.cloudwatch_interval
+            )
+        );
+    }
+
+    #[test]
     fn queue_names_come_from_urls() {
         assert_eq!(
             queue_name("http://127.0.0.1:5000/123456789012/q-1").as_deref(),

@@ -17,6 +17,7 @@ use crate::actuate::Actuator;
 use crate::aws::ApiError;
 use crate::config::Pool;
 use crate::decision_log::{DecisionLog, DecisionRecord};
+use crate::events::{ApiCallFailed, BackingOff, CapacityCall};
 use crate::metrics::Metrics;
 use crate::observe::{Observer, PoolSnapshot};
 use crate::plan::{Action, plan};
@@ -131,8 +132,7 @@ pub struct PoolLoop<O, A> {
     metrics: Metrics,
     /// The policy's epoch: `now` is the time since the loop was made.
     started: Instant,
-    /// In dry-run nothing changes, so the same plan comes back every poll; it is logged when
-    /// it changes, not every time.
+    /// The plan dry-run showed last, so an unchanged plan is not shown again.
     last_dry_run_calls: Vec<Action>,
 }
 
@@ -158,74 +158,53 @@ impl<O: Observer, A: Actuator> PoolLoop<O, A> {
         let (decision, state) = decide(&snapshot.observation, &self.state, &self.pool.policy, now);
         self.state = state;
         let calls = plan(&self.pool, &snapshot, &decision);
-        let name = self.pool.name.as_str();
-        for err in &snapshot.errors {
-            tracing::warn!(
-                pool = name,
-                call = err.call,
-                error = %err.message,
-                "AWS call failed; the policy holds what it cannot see"
-            );
+        let pool = self.pool.name.as_str();
+        for error in &snapshot.errors {
+            ApiCallFailed { pool, error }.emit(&self.metrics);
         }
-        self.metrics.observed(name, &snapshot, &decision);
+        self.metrics.observed(pool, &snapshot, &decision);
 
         let dry_run = self.actuator.dry_run();
+        // In dry-run nothing changes, so the same plan comes back every poll: it is shown
+        // when it changes, not every time.
+        let show = !(dry_run && calls == self.last_dry_run_calls);
+        let reason = decision.reason.to_string();
         let mut failed_call = None;
         for action in &calls {
             match self.actuator.apply(action).await {
-                Ok(()) => self.metrics.call(name, action.call(), dry_run),
-                Err(err) => {
-                    self.metrics.api_error(err.call);
-                    tracing::warn!(
-                        pool = name,
-                        call = err.call,
-                        error = %err.message,
-                        "scaling call failed; the rest wait for the next poll"
-                    );
-                    failed_call = Some(err);
+                Ok(()) if show => CapacityCall {
+                    pool,
+                    action,
+                    reason: &reason,
+                    dry_run,
+                }
+                .emit(&self.metrics),
+                Ok(()) => {}
+                Err(error) => {
+                    ApiCallFailed {
+                        pool,
+                        error: &error,
+                    }
+                    .emit(&self.metrics);
+                    failed_call = Some(error);
                     break;
                 }
             }
         }
-        let tick = Tick {
+        if !calls.is_empty() && show {
+            let mut record =
+                DecisionRecord::new(pool, dry_run, &snapshot, &decision, calls.clone());
+            record.failed = failed_call.as_ref().map(ToString::to_string);
+            self.log.write(&record);
+        }
+        if dry_run {
+            self.last_dry_run_calls.clone_from(&calls);
+        }
+        Tick {
             snapshot,
             decision,
             calls,
             failed_call,
-        };
-        self.record(&tick);
-        tick
-    }
-
-    fn record(&mut self, tick: &Tick) {
-        if tick.calls.is_empty() {
-            self.last_dry_run_calls.clear();
-            return;
-        }
-        let dry_run = self.actuator.dry_run();
-        if dry_run && tick.calls == self.last_dry_run_calls {
-            return;
-        }
-        let name = self.pool.name.as_str();
-        let reason = tick.decision.reason.to_string();
-        for action in &tick.calls {
-            if dry_run {
-                tracing::info!(pool = name, reason = %reason, "would {action}");
-            } else {
-                tracing::info!(pool = name, reason = %reason, "{action}");
-            }
-        }
-        let mut record = DecisionRecord::new(
-            name,
-            dry_run,
-            &tick.snapshot,
-            &tick.decision,
-            tick.calls.clone(),
-        );
-        record.failed = tick.failed_call.as_ref().map(ToString::to_string);
-        self.log.write(&record);
-        if dry_run {
-            self.last_dry_run_calls.clone_from(&tick.calls);
         }
     }
 
@@ -250,11 +229,11 @@ impl<O: Observer, A: Actuator> PoolLoop<O, A> {
             heartbeat.beat(index);
             let wait = errors.next_wait(tick.failed());
             if tick.failed() {
-                tracing::info!(
-                    pool = self.pool.name.as_str(),
-                    retry_in_secs = wait.as_secs_f64(),
-                    "poll failed; backing off"
-                );
+                BackingOff {
+                    pool: &self.pool.name,
+                    wait,
+                }
+                .emit();
             }
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}

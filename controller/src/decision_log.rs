@@ -40,6 +40,9 @@ pub struct DecisionRecord {
     pub reason_detail: Reason,
     /// The calls, in order (made, or in dry-run and `decide`, that would be made).
     pub calls: Vec<Action>,
+    /// The observation's failed reads, which made the policy hold.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub observation_errors: Vec<String>,
     /// The first call that failed, which stopped the rest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failed: Option<String>,
@@ -66,6 +69,7 @@ impl DecisionRecord {
             reason: decision.reason.to_string(),
             reason_detail: decision.reason.clone(),
             calls,
+            observation_errors: snapshot.errors.iter().map(ToString::to_string).collect(),
             failed: None,
         }
     }

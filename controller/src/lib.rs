@@ -12,6 +12,7 @@
 //! - [`control`]: the per-pool loop and its one error policy.
 //! - [`service`]: the `run` command: all pools, `/metrics`, `/healthz`, shutdown.
 //! - [`decision_log`]: one JSON line per capacity change, with inputs and reason.
+//! - [`events`]: the observable events, each owning its log line and counter.
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`aws`]: the SDK clients and the API error type.
 
@@ -20,6 +21,7 @@ pub mod aws;
 pub mod config;
 pub mod control;
 pub mod decision_log;
+pub mod events;
 pub mod metrics;
 pub mod observe;
 pub mod plan;

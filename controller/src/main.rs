@@ -60,7 +60,8 @@ enum Command {
     /// it would make. Changes nothing.
     ///
     /// A controller that has just started has no history, so a scale-in shows as held by
-    /// the stabilization window and an empty queue as inside the idle window.
+    /// the stabilization window and an empty queue as inside the idle window. Exits 1 if
+    /// any pool could not be fully observed (the record lists `observation_errors`).
     Decide {
         /// The TOML configuration file.
         #[arg(long, short, value_name = "FILE", env = "GEOBATCH_CONTROLLER_CONFIG")]
@@ -100,7 +101,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let json = serde_json::to_string_pretty(&records)
                     .context("cannot encode the decisions")?;
                 println!("{json}");
-                Ok(())
+                let failed: Vec<&str> = records
+                    .iter()
+                    .filter(|r| !r.observation_errors.is_empty())
+                    .map(|r| r.pool.as_str())
+                    .collect();
+                if failed.is_empty() {
+                    Ok(())
+                } else {
+                    anyhow::bail!(
+                        "could not observe pool(s) {}; see observation_errors above",
+                        failed.join(", ")
+                    )
+                }
             })
         }
         Command::Run {

@@ -53,7 +53,7 @@ impl Metrics {
         );
         r.register(
             "calls",
-            "Mutating calls made (or, in dry-run, skipped), by operation and mode",
+            "Mutating calls made (in dry-run: shown, once per change of plan), by operation and mode",
             metrics.calls.clone(),
         );
         r.register(
@@ -104,7 +104,8 @@ impl Metrics {
         metrics
     }
 
-    /// Records one poll: what was seen, which calls failed, and what was decided.
+    /// Records one poll: what was seen and what was decided (failed calls are counted by
+    /// [`crate::events::ApiCallFailed`]).
     pub fn observed(&self, pool: &str, snapshot: &PoolSnapshot, decision: &Decision) {
         let by_pool = vec![("pool", pool.to_owned())];
         let result = if snapshot.errors.is_empty() {
@@ -118,9 +119,6 @@ impl Metrics {
                 ("result", result.to_owned()),
             ])
             .inc();
-        for err in &snapshot.errors {
-            self.api_error(err.call);
-        }
         let obs = &snapshot.observation;
         if let Some(queue) = obs.queue {
             set(&self.queue_visible, &by_pool, queue.visible);

@@ -116,51 +116,67 @@ impl AwsObserver {
         }
     }
 
-    async fn cloudwatch(&mut self, pool: &Pool, errors: &mut Vec<ApiError>) -> CloudWatchReading {
+    /// The CloudWatch figures: the cached ones inside the interval, fresh ones otherwise.
+    /// A failed read forgets the old figures (stale corroboration is none) and is retried
+    /// after an interval, not on every poll.
+    async fn cloudwatch(
+        clients: &AwsClients,
+        cache: &mut Option<CloudWatchReading>,
+        interval: Duration,
+        pool: &Pool,
+    ) -> (CloudWatchReading, Option<ApiError>) {
         let now = Instant::now();
-        if let Some(reading) = self.cloudwatch
-            && now.duration_since(reading.read_at) < self.cloudwatch_interval
+        if let Some(reading) = *cache
+            && now.duration_since(reading.read_at) < interval
         {
-            return reading;
+            return (reading, None);
         }
-        let reading = match queue_metrics(&self.clients, &pool.queue_name).await {
-            Ok((empty_receives, visible)) => CloudWatchReading {
-                read_at: now,
-                empty_receives,
-                visible,
-            },
-            // Forget the old figures (stale corroboration is none) and try again after an
-            // interval, not on every poll.
-            Err(err) => {
-                errors.push(err);
+        let (reading, error) = match queue_metrics(clients, &pool.queue_name).await {
+            Ok((empty_receives, visible)) => (
+                CloudWatchReading {
+                    read_at: now,
+                    empty_receives,
+                    visible,
+                },
+                None,
+            ),
+            Err(err) => (
                 CloudWatchReading {
                     read_at: now,
                     empty_receives: None,
                     visible: None,
-                }
-            }
+                },
+                Some(err),
+            ),
         };
-        self.cloudwatch = Some(reading);
-        reading
+        *cache = Some(reading);
+        (reading, error)
     }
 }
 
 impl Observer for AwsObserver {
     async fn observe(&mut self, pool: &Pool) -> PoolSnapshot {
-        let (queue, service, group, containers) = tokio::join!(
+        // All reads at once, so a poll takes one round trip (or one timeout), not five.
+        // CloudWatch only matters to a decision once the queue looks empty, but it is read
+        // on its own schedule so the figure is there when that moment comes.
+        let (queue, service, group, containers, (reading, cloudwatch_error)) = tokio::join!(
             queue_depth(&self.clients, pool),
             service_tasks(&self.clients, pool),
             group(&self.clients, pool),
             container_instances(&self.clients, pool),
+            AwsObserver::cloudwatch(
+                &self.clients,
+                &mut self.cloudwatch,
+                self.cloudwatch_interval,
+                pool
+            ),
         );
         let mut errors = Vec::new();
         let queue = keep(queue, &mut errors);
         let service = keep(service, &mut errors);
         let group = keep(group, &mut errors);
         let containers = keep(containers, &mut errors);
-        // CloudWatch only matters to a decision once the queue looks empty, but it is read
-        // on its own schedule so the figure is there when that moment comes.
-        let reading = self.cloudwatch(pool, &mut errors).await;
+        errors.extend(cloudwatch_error);
 
         let hosts = match (&group, containers) {
             (Some((_, instances)), Some(mut containers)) => Some(
@@ -388,10 +404,13 @@ async fn queue_metrics(
             )
             .build()
     };
-    let end = SystemTime::now();
-    let start = end
+    let now = SystemTime::now();
+    let start = now
         .checked_sub(CLOUDWATCH_LOOKBACK)
         .unwrap_or(SystemTime::UNIX_EPOCH);
+    // The end reaches past now so the current, still-open period is included whatever
+    // precision the timestamps travel with (the query protocol sends whole seconds).
+    let end = now + Duration::from_secs(60);
     let output = clients
         .cloudwatch
         .get_metric_data()

@@ -150,23 +150,25 @@ pub fn plan(pool: &Pool, snapshot: &PoolSnapshot, decision: &Decision) -> Vec<Ac
             desired_count: decision.desired_tasks,
         });
 
-    // Instances the controller drained earlier that are needed again come back first.
-    let draining: Vec<&Host> = hosts
+    // Instances the controller drained earlier that are needed again come back first, busy
+    // ones before idle ones; the rest of the drained ones are on their way out.
+    let mut draining: Vec<&Host> = hosts
         .unwrap_or_default()
         .iter()
         .filter(|h| h.in_service() && h.draining())
         .collect();
+    draining.sort_by_key(|h| h.idle());
     let usable = group.desired.saturating_sub(count(draining.len()));
-    if decision.desired_instances > usable {
-        let wanted = decision.desired_instances - usable;
-        for host in draining.iter().take(wanted as usize) {
-            if let Some(container) = &host.container {
-                actions.push(Action::ActivateContainerInstance {
-                    cluster: pool.cluster.clone(),
-                    container_instance_arn: container.arn.clone(),
-                    instance_id: host.instance_id.clone(),
-                });
-            }
+    let taken_back =
+        (decision.desired_instances.saturating_sub(usable) as usize).min(draining.len());
+    let (back, leaving) = draining.split_at(taken_back);
+    for host in back {
+        if let Some(container) = &host.container {
+            actions.push(Action::ActivateContainerInstance {
+                cluster: pool.cluster.clone(),
+                container_instance_arn: container.arn.clone(),
+                instance_id: host.instance_id.clone(),
+            });
         }
     }
     if decision.desired_instances > group.desired {
@@ -183,30 +185,21 @@ pub fn plan(pool: &Pool, snapshot: &PoolSnapshot, decision: &Decision) -> Vec<Ac
     if decision.desired_instances < group.desired
         && let Some(hosts) = hosts
     {
-        let surplus = group.desired - decision.desired_instances;
-        let mut handled = 0;
-        for host in hosts
-            .iter()
-            .filter(|h| h.in_service() && h.draining() && h.idle())
-            .take(surplus as usize)
-        {
+        let surplus = (group.desired - decision.desired_instances) as usize;
+        let (idle_leaving, busy_leaving): (Vec<&Host>, Vec<&Host>) =
+            leaving.iter().partition(|h| h.idle());
+        for host in idle_leaving.iter().take(surplus) {
             actions.push(Action::TerminateInstance {
                 auto_scaling_group: pool.auto_scaling_group.clone(),
                 instance_id: host.instance_id.clone(),
             });
-            handled += 1;
         }
-        // Drained instances that still finish a task are already on their way out.
-        handled += count(
-            hosts
-                .iter()
-                .filter(|h| h.in_service() && h.draining() && !h.idle())
-                .count(),
-        );
+        // Drained instances still finishing a task count as going: no extra drain for them.
+        let going = idle_leaving.len().min(surplus) + busy_leaving.len();
         for host in hosts
             .iter()
             .filter(|h| h.in_service() && !h.draining() && h.idle())
-            .take(surplus.saturating_sub(handled) as usize)
+            .take(surplus.saturating_sub(going))
         {
             if let Some(container) = &host.container {
                 actions.push(Action::DrainContainerInstance {
@@ -403,6 +396,24 @@ mod tests {
                 "set container instance on i-2 back to ACTIVE (capacity needed)",
                 "set Auto Scaling Group g desired capacity 2 -> 3",
                 "set ECS service c/s desired count 0 -> 3",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_instance_taken_back_is_not_also_terminated() {
+        let snap = snapshot(
+            0,
+            2,
+            vec![host("i-1", "DRAINING", 0), host("i-2", "DRAINING", 0)],
+        );
+        let actions = plan(&pool(), &snap, &decision(1, 1, Direction::Out));
+        assert_eq!(
+            calls(&actions),
+            [
+                "set container instance on i-1 back to ACTIVE (capacity needed)",
+                "set ECS service c/s desired count 0 -> 1",
+                "terminate drained idle instance i-2 in g, decrementing desired capacity",
             ]
         );
     }

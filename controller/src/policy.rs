@@ -18,6 +18,7 @@
 //!    keeps one.
 //! 4. Scale-out is immediate; scale-in goes no lower than the highest recommendation of the
 //!    stabilization window, so a brief lull does not shed capacity a returning burst needs.
+//!    The step to zero (rule 3) has the idle window as its stabilization instead.
 //! 5. Instances follow tasks: `ceil(tasks / tasks_per_instance)` within the instance bounds.
 //!    Which instances go, and only idle ones, is the actuator's business.
 
@@ -428,7 +429,10 @@ pub fn decide(
     next.record(now, recommended, policy.scale_in_stabilization);
     let window_max = next.window_max().unwrap_or(recommended);
 
-    let (tasks, reason) = if recommended >= current_tasks {
+    // The idle window is the stabilization of the last step to zero: a queue that has been
+    // completely empty that long, with the workers confirming, holds nothing back.
+    let drained = matches!(idle_reason, Some(Reason::Drained { .. }));
+    let (tasks, reason) = if recommended >= current_tasks || drained {
         let reason = idle_reason.unwrap_or(Reason::Backlog {
             work,
             messages_per_task: policy.target.messages_per_task(),
@@ -707,6 +711,64 @@ mod tests {
     }
 
     #[test]
+    fn the_idle_window_not_the_stabilization_window_governs_the_step_to_zero() {
+        let mut p = policy();
+        p.scale_in_stabilization = secs(600);
+        let steps = [(0, 20, 0), (10, 0, 0), (39, 0, 0), (40, 0, 0)];
+        let d = run(&p, &steps, 0, Some(1.0));
+        assert_eq!(d[1].desired_tasks, 10, "stabilizing inside the idle window");
+        assert_eq!(d[2].desired_tasks, 10);
+        assert_eq!(d[3].desired_tasks, 0);
+        assert!(matches!(d[3].reason, Reason::Drained { .. }));
+    }
+
+    /// The worked example of `docs/controller.md`, poll by poll.
+    #[test]
+    fn the_documented_worked_example() {
+        let p = PoolPolicy {
+            target: SizingTarget::MessagesPerTask(2),
+            max_tasks: 10,
+            max_instances: 5,
+            tasks_per_instance: 2,
+            scale_in_stabilization: secs(60),
+            idle_window: secs(120),
+            ..PoolPolicy::default()
+        };
+        let queue_at = |t: u64| match t {
+            0..30 => (13, 0),
+            30..120 => (3, 6),
+            120..200 => (0, 3),
+            _ => (0, 0),
+        };
+        let expected = [
+            (0, 7, 4),
+            (30, 7, 4),
+            (90, 5, 3),
+            (120, 5, 3),
+            (180, 2, 1),
+            (200, 2, 1),
+            (255, 1, 1),
+            (320, 1, 1),
+            (380, 0, 0),
+        ];
+        let mut state = PolicyState::default();
+        let (mut tasks, mut instances) = (0, 0);
+        let mut seen = Vec::new();
+        for t in (0..=380).step_by(5) {
+            let (visible, in_flight) = queue_at(t);
+            let empty = (t >= 380).then_some(3.0);
+            let obs = observe(visible, in_flight, tasks, instances, empty);
+            let (d, next) = decide(&obs, &state, &p, secs(t));
+            state = next;
+            (tasks, instances) = (d.desired_tasks, d.desired_instances);
+            if expected.iter().any(|&(at, _, _)| at == t) {
+                seen.push((t, tasks, instances));
+            }
+        }
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
     fn without_empty_receives_a_running_task_is_kept() {
         let mut p = policy();
         p.scale_in_stabilization = secs(0);
@@ -958,9 +1020,12 @@ mod tests {
             // What the backlog alone asked for at each complete observation.
             let mut earlier: Vec<(Duration, u32)> = Vec::new();
             replay(&p, &steps, |obs, _, now, d| {
+                // The step to zero is the idle window's business, tested separately.
+                let drained = matches!(d.reason, Reason::Drained { .. });
                 if let Some(s) = obs.service
                     && complete(obs)
                     && d.desired_tasks < s.desired
+                    && !drained
                 {
                     for &(at, tasks) in &earlier {
                         if now.saturating_sub(at) < p.scale_in_stabilization {
@@ -974,6 +1039,27 @@ mod tests {
                 }
                 if let (Some(q), true) = (obs.queue, complete(obs)) {
                     earlier.push((now, p.tasks_for_work(q.work())));
+                }
+            });
+        }
+
+        #[test]
+        fn zero_only_after_a_full_idle_window(p in arb_policy(), steps in arb_steps()) {
+            let mut empty_since: Option<Duration> = None;
+            replay(&p, &steps, |obs, _, now, d| {
+                empty_since = match obs.queue {
+                    Some(q) if complete(obs) && q.is_empty() => Some(empty_since.unwrap_or(now)),
+                    _ => None,
+                };
+                if let Some(s) = obs.service
+                    && s.desired > 0
+                    && d.desired_tasks == 0
+                {
+                    let since = empty_since.expect("went to zero with work or missing data");
+                    assert!(
+                        now.saturating_sub(since) >= p.idle_window,
+                        "zero at {now:?}, queue empty only since {since:?}"
+                    );
                 }
             });
         }
