@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 CARGO ?= cargo
 
-.PHONY: all build venv test lint fmt unit clean bench-controller
+.PHONY: all build venv test lint fmt unit clean deploy-lint deploy-unit fault-test demo bench-worker bench-controller
 
 all: build
 
@@ -29,8 +29,42 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## test: everything CI checks.
-test: venv lint
+test: venv lint deploy-lint
 	GEOBATCH_MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server $(CARGO) test --workspace
+	$(MAKE) deploy-unit fault-test
+
+## deploy-lint: the CloudFormation template (cfn-lint, checkov) and the Dockerfiles
+## (hadolint, checkov). Skipped checks carry their reason next to the resource.
+TEMPLATE := deploy/cloudformation/geobatch.yaml
+DOCKERFILES := $(wildcard deploy/docker/*.Dockerfile)
+CHECKOV := $(VENV)/bin/checkov --quiet --compact --skip-download
+deploy-lint: venv
+	$(VENV)/bin/cfn-lint $(TEMPLATE)
+	$(CHECKOV) --framework cloudformation -f $(TEMPLATE)
+	$(VENV)/bin/hadolint $(DOCKERFILES)
+	$(CHECKOV) --framework dockerfile $(addprefix -f ,$(DOCKERFILES))
+
+LOCAL_STACK := PYTHONPATH=$(CURDIR)/deploy/local $(CURDIR)/$(VENV)/bin/python
+
+## deploy-unit: unit and emulator tests of the local stack tooling (deploy/local).
+deploy-unit: venv
+	$(CARGO) build -p geobatch-worker -p geobatch-controller
+	cd deploy/local && $(LOCAL_STACK) -m unittest discover -s tests -t . -v
+
+## fault-test: the end-to-end fault test: the whole stack in the emulator, workers killed.
+fault-test: venv
+	$(CARGO) build -p geobatch-worker -p geobatch-controller
+	$(LOCAL_STACK) -m geobatch_local.fault_test --target-dir $(CURDIR)/target/debug
+
+## demo: the whole pipeline on this machine against the emulator (see docs/deploy.md).
+demo: venv
+	$(CARGO) build -p geobatch-worker -p geobatch-controller
+	$(LOCAL_STACK) -m geobatch_local.demo --target-dir $(CURDIR)/target/debug
+
+## bench-worker: worker throughput on 200 small files against a private emulator (release build).
+bench-worker: venv
+	$(CARGO) build --release -p geobatch-worker
+	$(VENV)/bin/python deploy/bench/worker_throughput.py
 
 ## bench-controller: scale-out latency, idle RSS and CPU of the release controller against
 ## the emulator (recorded in docs/benchmarks.md, "## Controller").

@@ -3,8 +3,32 @@
 //! # Layout
 //! - [`analysis`]: the pure, streaming GeoJSON analysis (no I/O beyond the reader it is given).
 //! - [`analyze_command`]: `geobatch-worker analyze`, the local command-line front end.
-//! - [`service`]: `geobatch-worker run`, the SQS/S3 service (filled in by the worker work).
+//! - [`service`]: `geobatch-worker run`: the receive loop, concurrency and shutdown.
+//! - [`config`]: the flags of `run`, validated into [`config::WorkerConfig`].
+//! - [`event`]: parses S3 event notifications (plain, SNS-wrapped, `s3:TestEvent`).
+//! - [`message`]: one SQS message from receipt to deletion or release.
+//! - [`process`]: one object: checks, download, analysis or `--exec`, outcome.
+//! - [`fetch`]: streams an object to a temporary file within the size limit.
+//! - [`exec`]: runs the `--exec` command on a downloaded file.
+//! - [`results`]: the result and error-report documents and where they are written.
+//! - [`visibility`]: the visibility heartbeat and the retry backoff.
+//! - [`protection`]: ECS task scale-in protection while messages are held.
+//! - [`telemetry`]: the worker's observable events: log lines and Prometheus metrics.
+//! - [`sdk_error`]: what an AWS SDK error means for a message.
 
 pub mod analysis;
 pub mod analyze_command;
+pub mod config;
+pub mod event;
+pub mod exec;
+pub mod fetch;
+pub mod message;
+pub mod process;
+pub mod protection;
+pub mod results;
+pub mod sdk_error;
 pub mod service;
+pub mod telemetry;
+pub mod visibility;
+
+pub use service::{run, run_with_sdk_config};

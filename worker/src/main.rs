@@ -16,14 +16,14 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the queue: download each uploaded object, analyse it, write the result.
-    Run(geobatch_worker::service::RunArgs),
+    Run(Box<geobatch_worker::config::RunArgs>),
     /// Analyse local GeoJSON files (or `-` for stdin) without any AWS.
     Analyze(geobatch_worker::analyze_command::AnalyzeArgs),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run(args) => geobatch_worker::service::main(args),
+        Command::Run(args) => geobatch_worker::service::main(*args),
         Command::Analyze(args) => geobatch_worker::analyze_command::main(args),
     }
 }

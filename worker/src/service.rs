@@ -1,13 +1,374 @@
-//! `geobatch-worker run`: placeholder until the worker service lands.
+//! `geobatch-worker run`: the receive loop, bounded concurrency and graceful shutdown.
+//!
+//! The loop receives only when it has a free slot, and asks for at most as many messages as
+//! it has free slots (up to SQS's 10), so a busy worker leaves messages in the queue for
+//! other workers instead of hoarding them. Each message runs in its own task ([`message`]).
+//! On the shutdown signal the loop stops receiving, lets held messages finish within
+//! `--shutdown-grace`, then releases the rest with visibility 0 and returns.
+//!
+//! [`message`]: crate::message
 
+use std::future::Future;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
-/// Options of `geobatch-worker run`.
-#[derive(Debug, clap::Args)]
-pub struct RunArgs {}
+use aws_config::SdkConfig;
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
 
-/// Entry point of `geobatch-worker run`.
-pub fn main(_args: RunArgs) -> ExitCode {
-    eprintln!("geobatch-worker run: not built yet");
-    ExitCode::FAILURE
+pub use crate::config::RunArgs;
+use crate::config::WorkerConfig;
+use crate::message::MessageHandler;
+use crate::process::ObjectProcessor;
+use crate::protection::TaskProtection;
+use crate::results::ResultStore;
+use crate::sdk_error::error_chain;
+use crate::telemetry::{self, Metrics};
+use crate::visibility;
+
+/// SQS's largest receive batch.
+const MAX_BATCH: usize = 10;
+/// Consecutive failed receives after which `/healthz` reports the worker unhealthy.
+const UNHEALTHY_AFTER_FAILURES: u32 = 5;
+
+/// Why the service could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The metrics listener could not be bound.
+    #[error("cannot listen on --metrics-addr {addr}: {source}")]
+    MetricsListener {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
+    /// The queue could not be read at start-up (wrong URL, no permission, no network).
+    #[error("cannot read the attributes of queue {queue_url}: {message}")]
+    Queue {
+        /// The configured queue.
+        queue_url: String,
+        /// What SQS said.
+        message: String,
+    },
+}
+
+/// Entry point of `geobatch-worker run`: logging, configuration, runtime, signals.
+pub fn main(args: RunArgs) -> ExitCode {
+    geobatch_common::telemetry::init(args.log_format);
+    let config = match WorkerConfig::from_args(args) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("geobatch-worker run: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("geobatch-worker run: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let err = anyhow::Error::new(err).context("geobatch-worker run failed");
+            tracing::error!(error = format!("{err:#}"), "worker stopped");
+            eprintln!("{err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on the first SIGTERM/SIGINT; a second one exits at once (held messages then
+/// come back after their visibility timeout).
+async fn shutdown_signal() {
+    match geobatch_common::shutdown::signal().await {
+        Ok(signal) => {
+            tracing::info!(signal, "shutdown requested; finishing held messages");
+            tokio::spawn(async {
+                if let Ok(signal) = geobatch_common::shutdown::signal().await {
+                    tracing::warn!(signal, "second signal; exiting without waiting");
+                    std::process::exit(130);
+                }
+            });
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "cannot listen for signals; stop the worker with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Runs the worker with AWS configured from the standard environment until `shutdown`
+/// resolves and held messages are finished or released.
+pub async fn run(
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServiceError> {
+    let sdk_config = geobatch_common::aws::load_sdk_config().await;
+    run_with_sdk_config(config, &sdk_config, shutdown).await
+}
+
+/// [`run`] with an explicit SDK configuration (tests point it at the emulator).
+pub async fn run_with_sdk_config(
+    config: WorkerConfig,
+    sdk_config: &SdkConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServiceError> {
+    let config = Arc::new(config);
+    let sqs = aws_sdk_sqs::Client::new(sdk_config);
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk_config)
+            .force_path_style(geobatch_common::aws::s3_needs_path_style(sdk_config))
+            .build(),
+    );
+    check_queue(&sqs, &config).await?;
+
+    let (metrics, registry) = Metrics::new();
+    let consecutive_failures = Arc::new(AtomicU32::new(0));
+    let (stop_http, http_stopped) = watch::channel(false);
+    let http = match config.metrics_addr {
+        Some(addr) => {
+            let listener = geobatch_common::http::bind(addr)
+                .await
+                .map_err(|source| ServiceError::MetricsListener { addr, source })?;
+            let failures = Arc::clone(&consecutive_failures);
+            let health: geobatch_common::http::HealthCheck =
+                Arc::new(move || failures.load(Ordering::Relaxed) < UNHEALTHY_AFTER_FAILURES);
+            let mut stopped = http_stopped;
+            tracing::info!(addr = %addr, "serving /metrics and /healthz");
+            Some(tokio::spawn(geobatch_common::http::serve(
+                listener,
+                registry,
+                health,
+                async move {
+                    let _closed = stopped.wait_for(|stop| *stop).await;
+                },
+            )))
+        }
+        None => None,
+    };
+
+    let (held_tx, held_rx) = watch::channel(0usize);
+    let protection = match &config.ecs_agent_uri {
+        Some(uri) => match TaskProtection::new(uri, config.protection_minutes) {
+            Ok(protection) => Some(tokio::spawn(protection.follow(held_rx))),
+            Err(error) => {
+                tracing::warn!(error, "ECS task protection disabled");
+                None
+            }
+        },
+        None => None,
+    };
+
+    let store = ResultStore::new(s3.clone(), config.output.clone());
+    let handler = MessageHandler {
+        sqs: sqs.clone(),
+        processor: ObjectProcessor::new(s3, store.clone(), Arc::clone(&config)),
+        store,
+        config: Arc::clone(&config),
+        metrics: metrics.clone(),
+    };
+    tracing::info!(
+        queue_url = %config.queue_url,
+        output_bucket = %config.output.bucket,
+        output_prefix = %config.output.prefix,
+        concurrency = config.concurrency,
+        visibility_timeout_secs = config.visibility_timeout.as_secs(),
+        "worker started"
+    );
+
+    let (abandon_tx, abandon_rx) = watch::channel(false);
+    let held_tx = Arc::new(held_tx);
+    let mut tasks = JoinSet::new();
+    let receiver = Receiver {
+        sqs: &sqs,
+        config: &config,
+        handler: &handler,
+        metrics: &metrics,
+        consecutive_failures: &consecutive_failures,
+        held: &held_tx,
+        abandon: &abandon_rx,
+    };
+    receiver.run(&mut tasks, shutdown).await;
+
+    tracing::info!(
+        held_messages = tasks.len(),
+        grace_secs = config.shutdown_grace.as_secs_f64(),
+        "stopped receiving; waiting for held messages"
+    );
+    let finished = tokio::time::timeout(config.shutdown_grace, drain(&mut tasks)).await;
+    if finished.is_err() {
+        tracing::warn!(
+            held_messages = tasks.len(),
+            "shutdown grace over; releasing unfinished messages"
+        );
+        let _sent = abandon_tx.send(true);
+        drain(&mut tasks).await;
+    }
+    drop(held_tx);
+    if let Some(protection) = protection {
+        let _joined = protection.await;
+    }
+    let _sent = stop_http.send(true);
+    if let Some(http) = http {
+        let _joined = http.await;
+    }
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// Reads the queue's attributes once, so a wrong URL fails at start-up, and warns when the
+/// queue has no dead-letter queue (a message that keeps failing would then retry forever).
+async fn check_queue(sqs: &aws_sdk_sqs::Client, config: &WorkerConfig) -> Result<(), ServiceError> {
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&config.queue_url)
+        .attribute_names(QueueAttributeName::RedrivePolicy)
+        .send()
+        .await
+        .map_err(|err| ServiceError::Queue {
+            queue_url: config.queue_url.clone(),
+            message: error_chain(&err),
+        })?;
+    let has_dlq = attributes
+        .attributes()
+        .is_some_and(|attrs| attrs.contains_key(&QueueAttributeName::RedrivePolicy));
+    if !has_dlq {
+        tracing::warn!(
+            queue_url = %config.queue_url,
+            "the queue has no redrive policy: a message that keeps failing transiently is retried forever"
+        );
+    }
+    Ok(())
+}
+
+/// The receive loop and what it hands to each message task.
+struct Receiver<'a> {
+    sqs: &'a aws_sdk_sqs::Client,
+    config: &'a Arc<WorkerConfig>,
+    handler: &'a MessageHandler,
+    metrics: &'a Metrics,
+    /// Failed receives in a row; drives the loop's backoff and `/healthz`.
+    consecutive_failures: &'a AtomicU32,
+    /// Number of held messages, followed by task protection.
+    held: &'a Arc<watch::Sender<usize>>,
+    /// Turns true when held messages must be released (shutdown grace over).
+    abandon: &'a watch::Receiver<bool>,
+}
+
+impl Receiver<'_> {
+    /// Receives and dispatches messages until `shutdown` resolves; spawned message tasks
+    /// are left in `tasks` for the caller to drain.
+    async fn run(&self, tasks: &mut JoinSet<()>, shutdown: impl Future<Output = ()>) {
+        let Receiver {
+            sqs,
+            config,
+            handler,
+            metrics,
+            consecutive_failures,
+            held,
+            abandon,
+        } = *self;
+        let slots = Arc::new(Semaphore::new(config.concurrency));
+        let batch_limit = config.concurrency.min(MAX_BATCH);
+        tokio::pin!(shutdown);
+        loop {
+            let first = tokio::select! {
+                () = &mut shutdown => break,
+                permit = Arc::clone(&slots).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_closed) => break,
+                },
+            };
+            let mut permits = vec![first];
+            while permits.len() < batch_limit {
+                match Arc::clone(&slots).try_acquire_owned() {
+                    Ok(permit) => permits.push(permit),
+                    Err(_) => break,
+                }
+            }
+            while let Some(joined) = tasks.try_join_next() {
+                if let Err(err) = joined {
+                    tracing::error!(error = %err, "a message task failed");
+                }
+            }
+            let received = tokio::select! {
+                () = &mut shutdown => break,
+                received = receive(sqs, config, permits.len()) => received,
+            };
+            let messages = match received {
+                Ok(messages) => {
+                    consecutive_failures.store(0, Ordering::Relaxed);
+                    messages
+                }
+                Err(error) => {
+                    let failures = consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+                    let delay = visibility::retry_delay(
+                        failures,
+                        Duration::from_secs(1),
+                        Duration::from_secs(30),
+                    );
+                    telemetry::receive_failed(metrics, &error, delay);
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(delay) => continue,
+                    }
+                }
+            };
+            if !messages.is_empty() {
+                telemetry::messages_received(metrics, messages.len());
+            }
+            for message in messages {
+                let Some(permit) = permits.pop() else {
+                    // SQS never returns more than asked for; if it did, the extra message simply
+                    // waits in this batch's task for the slot of the message before it.
+                    tracing::warn!("SQS returned more messages than requested");
+                    break;
+                };
+                let handler = handler.clone();
+                let abandon = abandon.clone();
+                let held = Arc::clone(held);
+                held.send_modify(|count| *count += 1);
+                tasks.spawn(async move {
+                    handler.run(message, abandon).await;
+                    held.send_modify(|count| *count -= 1);
+                    drop(permit);
+                });
+            }
+        }
+    }
+}
+
+async fn receive(
+    sqs: &aws_sdk_sqs::Client,
+    config: &WorkerConfig,
+    max_messages: usize,
+) -> Result<Vec<aws_sdk_sqs::types::Message>, String> {
+    let output = sqs
+        .receive_message()
+        .queue_url(&config.queue_url)
+        .max_number_of_messages(i32::try_from(max_messages).unwrap_or(10))
+        .wait_time_seconds(i32::try_from(config.receive_wait.as_secs()).unwrap_or(20))
+        .visibility_timeout(visibility::visibility_seconds(config.visibility_timeout))
+        .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+        .send()
+        .await
+        .map_err(|err| error_chain(&err))?;
+    Ok(output.messages.unwrap_or_default())
+}
+
+async fn drain(tasks: &mut JoinSet<()>) {
+    while let Some(joined) = tasks.join_next().await {
+        if let Err(err) = joined {
+            tracing::error!(error = %err, "a message task failed");
+        }
+    }
 }

@@ -1,0 +1,90 @@
+"""The template agrees with the programs it deploys.
+
+These catch drift between deploy/ and the binaries: a renamed worker variable, a controller
+config field the controller no longer accepts, a unit path the image does not have. They
+need the debug binaries (`cargo build -p geobatch-worker -p geobatch-controller`, which
+`make deploy-unit` runs first) and fail, never skip, without them.
+"""
+
+import re
+import subprocess
+import tempfile
+import unittest
+from pathlib import Path
+
+from geobatch_local import template as cfn
+from geobatch_local.stack import TEMPLATE
+
+ROOT = Path(__file__).resolve().parents[3]
+WORKER = ROOT / "target" / "debug" / "geobatch-worker"
+CONTROLLER = ROOT / "target" / "debug" / "geobatch-controller"
+
+
+def binary(path: Path) -> Path:
+    if not path.is_file():
+        raise AssertionError(f"{path} is missing: run `cargo build -p {path.name}` (this test never skips)")
+    return path
+
+
+class TemplateAgreesWithTheProgramsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.template = cfn.load(TEMPLATE)
+        cls.resources = cls.template["Resources"]
+
+    def test_every_worker_variable_in_the_task_definition_is_one_the_worker_reads(self):
+        container = self.resources["WorkerTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+        names = [e["Name"] for e in container["Environment"] if e["Name"].startswith("GEOBATCH_")]
+        self.assertGreaterEqual(len(names), 5)
+        help_text = subprocess.run([binary(WORKER), "run", "--help"], capture_output=True, text=True, check=True).stdout
+        for name in names:
+            self.assertIn(f"[env: {name}=", help_text, f"{name} is set by the task definition but unknown to geobatch-worker run")
+        self.assertEqual(container["Command"], ["run"])
+
+    def test_the_controller_accepts_the_config_the_user_data_writes(self):
+        user_data = self.resources["ControllerLaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Sub"]
+        start = "cat > /etc/geobatch/controller.toml <<'TOML'\n"
+        body = user_data[user_data.index(start) + len(start) :]
+        toml = body[: body.index("\nTOML\n") + 1]
+        # Fill the stack's substitutions with plausible values; the structure is what is tested.
+        values = {
+            "JobQueue": "https://sqs.eu-west-1.amazonaws.com/123456789012/geobatch-jobs",
+            "WorkerService.Name": "geobatch-worker",
+        }
+        filled = re.sub(r"\$\{([^}]+)\}", lambda m: values.get(m.group(1), self._parameter_value(m.group(1))), toml)
+        with tempfile.NamedTemporaryFile("w", suffix=".toml") as config:
+            config.write(filled)
+            config.flush()
+            checked = subprocess.run([binary(CONTROLLER), "check-config", config.name], capture_output=True, text=True)
+        self.assertEqual(checked.returncode, 0, f"geobatch-controller check-config refused:\n{filled}\n{checked.stderr}")
+
+    def _parameter_value(self, name: str) -> str:
+        parameters = self.template["Parameters"]
+        if name in parameters:
+            return str(parameters[name]["Default"])
+        return {"AWS::StackName": "geobatch", "Cluster": "geobatch-workers", "NamePrefix": "geobatch"}.get(name, name)
+
+    def test_the_unit_the_user_data_installs_is_where_the_controller_image_puts_it(self):
+        user_data = self.resources["ControllerLaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Sub"]
+        copied = re.search(r'docker cp "\$container:([^"]+)"', user_data).group(1)
+        dockerfile = (ROOT / "deploy" / "docker" / "controller.Dockerfile").read_text()
+        self.assertIn(f"COPY deploy/systemd/geobatch-controller.service {copied}", dockerfile)
+        self.assertTrue((ROOT / "deploy" / "systemd" / "geobatch-controller.service").is_file())
+
+    def test_queue_policy_scopes_senders_to_the_input_bucket_of_this_account(self):
+        statement = self.resources["JobQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+        self.assertEqual(statement["Principal"], {"Service": "s3.amazonaws.com"})
+        self.assertIn("aws:SourceArn", statement["Condition"]["ArnEquals"])
+        self.assertIn("aws:SourceAccount", statement["Condition"]["StringEquals"])
+        bucket_name = self.resources["InputBucket"]["Properties"]["BucketName"]["Fn::Sub"]
+        self.assertTrue(statement["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::Sub"].endswith(bucket_name))
+
+    def test_service_and_worker_group_start_at_zero(self):
+        self.assertEqual(self.resources["WorkerService"]["Properties"]["DesiredCount"], 0)
+        group = self.resources["WorkerGroup"]["Properties"]
+        self.assertEqual(group["MinSize"], "0")
+        self.assertNotIn("DesiredCapacity", group)
+
+
+if __name__ == "__main__":
+    unittest.main()

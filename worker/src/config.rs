@@ -1,0 +1,480 @@
+//! Configuration of `geobatch-worker run`: the raw flags, and the validated settings the
+//! service runs with.
+//!
+//! Every flag has a `GEOBATCH_*` environment equivalent because the ECS task definition and
+//! the local stack configure the worker with environment variables only. Values are checked
+//! once, at start-up, with errors that name the flag, so a bad deployment fails before it
+//! touches a single message.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use geobatch_common::telemetry::LogFormat;
+
+use crate::analysis::AnalysisOptions;
+
+/// SQS's upper bound for a message's visibility timeout (12 hours).
+const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
+/// ECS's upper bound for task scale-in protection (48 hours).
+const MAX_PROTECTION_MINUTES: u32 = 2880;
+
+/// Options of `geobatch-worker run`, as typed on the command line or set in the environment.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// URL of the SQS queue that receives the S3 ObjectCreated notifications.
+    #[arg(long, env = "GEOBATCH_QUEUE_URL")]
+    pub queue_url: String,
+
+    /// Where results go, as s3://BUCKET/PREFIX/. The result for s3://B/K is written to
+    /// PREFIX + K + ".json", an error report to PREFIX + K + ".error.json".
+    #[arg(long, env = "GEOBATCH_OUTPUT", value_name = "S3_URL")]
+    pub output: String,
+
+    /// Comma-separated buckets whose events are accepted; events for any other bucket get an
+    /// error report (kind bucket_not_allowed). `*` accepts every bucket.
+    #[arg(
+        long,
+        env = "GEOBATCH_ALLOWED_BUCKETS",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub allowed_buckets: Vec<String>,
+
+    /// Messages processed at the same time; the worker receives only as many messages as it
+    /// has free slots. Defaults to the number of CPUs.
+    #[arg(long, env = "GEOBATCH_CONCURRENCY")]
+    pub concurrency: Option<usize>,
+
+    /// How long a received message stays hidden from other workers. The worker extends it
+    /// every third of this period while it processes the message, so it bounds how long a
+    /// crashed worker delays a file, not how long a file may take. Whole seconds, e.g. 120,
+    /// 120s or 2m.
+    #[arg(long, env = "GEOBATCH_VISIBILITY_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    pub visibility_timeout: Duration,
+
+    /// Largest object the worker downloads, in bytes; larger objects get an error report
+    /// (kind object_too_large). Checked against the event, the response headers, and again
+    /// while streaming.
+    #[arg(long, env = "GEOBATCH_MAX_OBJECT_BYTES", default_value_t = 10 * 1024 * 1024 * 1024)]
+    pub max_object_bytes: u64,
+
+    /// Largest single GeoJSON feature accepted by the built-in analysis, in bytes. Defaults to
+    /// the analysis engine's own limit.
+    #[arg(long, env = "GEOBATCH_MAX_FEATURE_BYTES")]
+    pub max_feature_bytes: Option<u64>,
+
+    /// How long in-flight files may run after SIGTERM/SIGINT before their messages are
+    /// released for another worker. Keep it below the ECS stop timeout (30 s by default).
+    #[arg(long, env = "GEOBATCH_SHUTDOWN_GRACE", default_value = "25s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Address of the /metrics (Prometheus) and /healthz listener.
+    #[arg(long, env = "GEOBATCH_METRICS_ADDR", default_value = "0.0.0.0:9464")]
+    pub metrics_addr: SocketAddr,
+
+    /// Run this shell command on each downloaded file instead of the built-in analysis; the
+    /// file's path is appended as its last argument. Its standard output is the result; a
+    /// non-zero exit or a timeout produces an error report holding its standard error.
+    #[arg(long, env = "GEOBATCH_EXEC", value_name = "CMD")]
+    pub exec: Option<String>,
+
+    /// Longest an --exec command may run on one file.
+    #[arg(long, env = "GEOBATCH_EXEC_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
+    pub exec_timeout: Duration,
+
+    /// Delay before the first retry of a message that failed for a transient reason
+    /// (throttling, 5xx, network). Each further receive doubles it, up to --retry-max-delay;
+    /// after the queue's maxReceiveCount the redrive policy moves the message to the DLQ.
+    #[arg(long, env = "GEOBATCH_RETRY_BASE_DELAY", default_value = "10s", value_parser = parse_duration)]
+    pub retry_base_delay: Duration,
+
+    /// Longest delay between retries of a transiently failing message.
+    #[arg(long, env = "GEOBATCH_RETRY_MAX_DELAY", default_value = "15m", value_parser = parse_duration)]
+    pub retry_max_delay: Duration,
+
+    /// SQS long-poll wait per receive (0 to 20 seconds).
+    #[arg(long, env = "GEOBATCH_RECEIVE_WAIT", default_value = "20s", value_parser = parse_duration)]
+    pub receive_wait: Duration,
+
+    /// Directory for downloaded objects; needs room for --concurrency objects at once.
+    /// Defaults to the system temporary directory.
+    #[arg(long, env = "GEOBATCH_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+
+    /// ECS agent endpoint (set by ECS itself); when present the worker turns task scale-in
+    /// protection on while it holds messages and off when idle.
+    #[arg(long, env = "ECS_AGENT_URI")]
+    pub ecs_agent_uri: Option<String>,
+
+    /// Minutes each task-protection request lasts; renewed while the worker stays busy, so a
+    /// worker that dies cannot pin capacity for longer than this.
+    #[arg(long, env = "GEOBATCH_PROTECTION_MINUTES", default_value_t = 60)]
+    pub protection_minutes: u32,
+
+    /// Log line format on stderr.
+    #[arg(long, env = "GEOBATCH_LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+}
+
+/// An `s3://bucket/prefix/` output location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputLocation {
+    /// Bucket the results are written to.
+    pub bucket: String,
+    /// Key prefix, empty or ending in `/`, prepended to every source key.
+    pub prefix: String,
+}
+
+/// Which buckets' events the worker accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedBuckets {
+    /// `*`: any bucket (for accounts where the queue policy already restricts the sources).
+    Any,
+    /// Only these buckets.
+    Only(Vec<String>),
+}
+
+impl AllowedBuckets {
+    /// Whether events for `bucket` may be processed.
+    pub fn allows(&self, bucket: &str) -> bool {
+        match self {
+            AllowedBuckets::Any => true,
+            AllowedBuckets::Only(names) => names.iter().any(|name| name == bucket),
+        }
+    }
+}
+
+/// What the worker runs on each downloaded file.
+#[derive(Debug, Clone)]
+pub enum Processor {
+    /// The built-in streaming GeoJSON analysis.
+    Analysis(AnalysisOptions),
+    /// An external shell command, the classic `process_file` use.
+    Exec {
+        /// The shell command; the file path is appended as its last argument.
+        command: String,
+        /// Longest one run may take before it is killed and reported.
+        timeout: Duration,
+    },
+}
+
+/// Validated settings of the worker service.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Queue the notifications arrive on.
+    pub queue_url: String,
+    /// Where results and error reports are written.
+    pub output: OutputLocation,
+    /// Buckets whose events are processed.
+    pub allowed_buckets: AllowedBuckets,
+    /// Messages processed at once; also the most a single receive asks for (capped at 10).
+    pub concurrency: usize,
+    /// Visibility a received message gets, renewed every third of it while processing.
+    pub visibility_timeout: Duration,
+    /// Objects larger than this are refused.
+    pub max_object_bytes: u64,
+    /// What runs on each downloaded file.
+    pub processor: Processor,
+    /// Time in-flight work gets after the shutdown signal.
+    pub shutdown_grace: Duration,
+    /// Listener for `/metrics` and `/healthz`; `None` in tests that do not need it.
+    pub metrics_addr: Option<SocketAddr>,
+    /// First retry delay after a transient failure.
+    pub retry_base_delay: Duration,
+    /// Cap on the retry delay.
+    pub retry_max_delay: Duration,
+    /// Long-poll wait of each receive.
+    pub receive_wait: Duration,
+    /// Where downloads are staged.
+    pub work_dir: PathBuf,
+    /// ECS agent endpoint for task protection, when running on ECS.
+    pub ecs_agent_uri: Option<String>,
+    /// Lifetime of each task-protection request, in minutes.
+    pub protection_minutes: u32,
+}
+
+/// A flag whose value cannot work, named so the operator knows what to fix.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid --{flag}: {reason}")]
+pub struct ConfigError {
+    /// The flag (without dashes) at fault.
+    pub flag: &'static str,
+    /// Why its value is refused.
+    pub reason: String,
+}
+
+fn invalid(flag: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        flag,
+        reason: reason.into(),
+    }
+}
+
+impl WorkerConfig {
+    /// Checks the raw flags and turns them into settings, refusing values that could only fail
+    /// later (an output that is not an S3 URL, a visibility SQS would reject, and so on).
+    pub fn from_args(args: RunArgs) -> Result<WorkerConfig, ConfigError> {
+        if args.queue_url.trim().is_empty() {
+            return Err(invalid("queue-url", "must not be empty"));
+        }
+        let output = parse_output(&args.output)?;
+        let allowed_buckets = parse_allowed_buckets(&args.allowed_buckets)?;
+        let concurrency = match args.concurrency {
+            Some(0) => return Err(invalid("concurrency", "must be at least 1")),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, usize::from),
+        };
+        let visibility_timeout = args.visibility_timeout;
+        if visibility_timeout < Duration::from_secs(1) || visibility_timeout > MAX_VISIBILITY {
+            return Err(invalid(
+                "visibility-timeout",
+                "must be between 1 second and 12 hours",
+            ));
+        }
+        if visibility_timeout.subsec_nanos() != 0 {
+            return Err(invalid(
+                "visibility-timeout",
+                "must be whole seconds (SQS has no finer unit)",
+            ));
+        }
+        if args.max_object_bytes == 0 {
+            return Err(invalid("max-object-bytes", "must be at least 1"));
+        }
+        if args.receive_wait > Duration::from_secs(20) {
+            return Err(invalid("receive-wait", "SQS allows at most 20 seconds"));
+        }
+        if args.retry_max_delay > MAX_VISIBILITY {
+            return Err(invalid("retry-max-delay", "SQS allows at most 12 hours"));
+        }
+        if args.retry_base_delay > args.retry_max_delay {
+            return Err(invalid(
+                "retry-base-delay",
+                "must not exceed --retry-max-delay",
+            ));
+        }
+        if args.protection_minutes == 0 || args.protection_minutes > MAX_PROTECTION_MINUTES {
+            return Err(invalid(
+                "protection-minutes",
+                "ECS accepts 1 to 2880 minutes",
+            ));
+        }
+        let processor = match args.exec {
+            Some(command) if command.trim().is_empty() => {
+                return Err(invalid("exec", "must not be empty"));
+            }
+            Some(command) => {
+                if args.exec_timeout.is_zero() {
+                    return Err(invalid("exec-timeout", "must be more than zero"));
+                }
+                Processor::Exec {
+                    command,
+                    timeout: args.exec_timeout,
+                }
+            }
+            None => {
+                let defaults = AnalysisOptions::default();
+                Processor::Analysis(AnalysisOptions {
+                    max_feature_bytes: args.max_feature_bytes.unwrap_or(defaults.max_feature_bytes),
+                    ..defaults
+                })
+            }
+        };
+        let ecs_agent_uri = args
+            .ecs_agent_uri
+            .map(|uri| uri.trim_end_matches('/').to_owned())
+            .filter(|uri| !uri.is_empty());
+        Ok(WorkerConfig {
+            queue_url: args.queue_url,
+            output,
+            allowed_buckets,
+            concurrency,
+            visibility_timeout,
+            max_object_bytes: args.max_object_bytes,
+            processor,
+            shutdown_grace: args.shutdown_grace,
+            metrics_addr: Some(args.metrics_addr),
+            retry_base_delay: args.retry_base_delay,
+            retry_max_delay: args.retry_max_delay,
+            receive_wait: args.receive_wait,
+            work_dir: args.work_dir.unwrap_or_else(std::env::temp_dir),
+            ecs_agent_uri,
+            protection_minutes: args.protection_minutes,
+        })
+    }
+}
+
+/// Parses `s3://bucket/prefix/`; the prefix may be empty, and a missing trailing `/` is added
+/// so `s3://b/results` and `s3://b/results/` mean the same place.
+pub fn parse_output(url: &str) -> Result<OutputLocation, ConfigError> {
+    let rest = url.strip_prefix("s3://").ok_or_else(|| {
+        invalid(
+            "output",
+            format!("`{url}` is not an s3://BUCKET/PREFIX/ URL"),
+        )
+    })?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(invalid("output", format!("`{url}` names no bucket")));
+    }
+    let prefix = if prefix.is_empty() || prefix.ends_with('/') {
+        prefix.to_owned()
+    } else {
+        format!("{prefix}/")
+    };
+    Ok(OutputLocation {
+        bucket: bucket.to_owned(),
+        prefix,
+    })
+}
+
+fn parse_allowed_buckets(raw: &[String]) -> Result<AllowedBuckets, ConfigError> {
+    let names: Vec<String> = raw
+        .iter()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .collect();
+    if names.is_empty() {
+        return Err(invalid(
+            "allowed-buckets",
+            "name at least one bucket (or `*` for any)",
+        ));
+    }
+    if names.iter().any(|name| name == "*") {
+        return Ok(AllowedBuckets::Any);
+    }
+    Ok(AllowedBuckets::Only(names))
+}
+
+/// Parses a duration such as `20`, `20s`, `500ms`, `2m` or `1h` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 30s, 500ms, 2m or 1h"))?;
+    let millis_per_unit = match unit.trim() {
+        "" | "s" => 1000,
+        "ms" => 1,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}` (use ms, s, m or h)"
+            ));
+        }
+    };
+    value
+        .checked_mul(millis_per_unit)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("`{text}` is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn args(extra: &[&str]) -> RunArgs {
+        let mut argv = vec![
+            "geobatch-worker",
+            "--queue-url",
+            "http://sqs/q",
+            "--output",
+            "s3://out/results/",
+            "--allowed-buckets",
+            "in",
+        ];
+        argv.extend_from_slice(extra);
+        Cli::parse_from(argv).run
+    }
+
+    #[test]
+    fn durations_accept_the_documented_units() {
+        assert_eq!(parse_duration("20"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse_duration("20s"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5 days").is_err());
+        assert!(parse_duration("-3s").is_err());
+    }
+
+    #[test]
+    fn output_urls_are_normalised_to_a_prefix_ending_in_a_slash() {
+        let table = [
+            ("s3://b/results/", "b", "results/"),
+            ("s3://b/results", "b", "results/"),
+            ("s3://b/", "b", ""),
+            ("s3://b", "b", ""),
+            ("s3://b/a/b/c", "b", "a/b/c/"),
+        ];
+        for (url, bucket, prefix) in table {
+            let parsed = parse_output(url).expect(url);
+            assert_eq!(
+                (parsed.bucket.as_str(), parsed.prefix.as_str()),
+                (bucket, prefix)
+            );
+        }
+        assert_eq!(
+            parse_output("https://b/x").map_err(|e| e.flag),
+            Err("output")
+        );
+        assert_eq!(parse_output("s3:///x").map_err(|e| e.flag), Err("output"));
+    }
+
+    #[test]
+    fn defaults_are_valid_and_use_the_built_in_analysis() {
+        let config = WorkerConfig::from_args(args(&[])).expect("defaults are valid");
+        assert!(config.concurrency >= 1);
+        assert_eq!(config.visibility_timeout, Duration::from_secs(120));
+        assert_eq!(config.shutdown_grace, Duration::from_secs(25));
+        assert!(
+            config.shutdown_grace < Duration::from_secs(30),
+            "below the ECS stop timeout"
+        );
+        assert_eq!(config.receive_wait, Duration::from_secs(20));
+        assert!(matches!(config.processor, Processor::Analysis(_)));
+        assert_eq!(
+            config.allowed_buckets,
+            AllowedBuckets::Only(vec!["in".into()])
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused_naming_the_flag() {
+        let table: [(&[&str], &str); 8] = [
+            (&["--concurrency", "0"], "concurrency"),
+            (&["--visibility-timeout", "0"], "visibility-timeout"),
+            (&["--visibility-timeout", "1500ms"], "visibility-timeout"),
+            (&["--visibility-timeout", "13h"], "visibility-timeout"),
+            (&["--receive-wait", "21s"], "receive-wait"),
+            (&["--max-object-bytes", "0"], "max-object-bytes"),
+            (&["--exec", " "], "exec"),
+            (&["--protection-minutes", "3000"], "protection-minutes"),
+        ];
+        for (extra, flag) in table {
+            let error = WorkerConfig::from_args(args(extra)).expect_err(flag);
+            assert_eq!(error.flag, flag, "{extra:?}");
+        }
+    }
+
+    #[test]
+    fn a_star_allows_any_bucket_and_a_list_only_its_members() {
+        let any = parse_allowed_buckets(&["a".into(), "*".into()]).expect("valid");
+        assert!(any.allows("whatever"));
+        let only = parse_allowed_buckets(&[" a ".into(), "b".into()]).expect("valid");
+        assert!(only.allows("a") && only.allows("b") && !only.allows("c"));
+        assert!(parse_allowed_buckets(&[" ".into()]).is_err());
+    }
+}

@@ -1,0 +1,248 @@
+//! Handling one SQS message from receipt to deletion (or release).
+//!
+//! The rules that make delivery at-least-once and nothing lost live here: every record is
+//! handled; the message is deleted only after the outcome of every record is written; a
+//! transient failure of any record sends the whole message back with a growing delay (its
+//! finished records are redone idempotently); a message abandoned at shutdown is released
+//! with visibility 0 so another worker takes it at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
+use tokio::sync::watch;
+
+use crate::config::WorkerConfig;
+use crate::event::{self, Notification, Record};
+use crate::process::{ObjectProcessor, Processed};
+use crate::results::{ErrorDetail, ResultStore};
+use crate::telemetry::{self, MessageContext, Metrics};
+use crate::visibility;
+
+/// What to do with a message once its records are handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Disposition {
+    /// Everything in it is done (results or error reports written, or nothing to do).
+    Delete,
+    /// Something failed transiently: hand it back to be received again later.
+    Retry,
+}
+
+/// Everything a message task needs; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct MessageHandler {
+    /// SQS client for heartbeats, deletes and releases.
+    pub sqs: aws_sdk_sqs::Client,
+    /// Processes each object.
+    pub processor: ObjectProcessor,
+    /// Writes reports about messages that name no object.
+    pub store: ResultStore,
+    /// Settings.
+    pub config: Arc<WorkerConfig>,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+impl MessageHandler {
+    /// Handles `message` to the end, or releases it as soon as `abandon` turns true.
+    pub async fn run(&self, message: Message, mut abandon: watch::Receiver<bool>) {
+        let message_id = message.message_id().unwrap_or("(no id)").to_owned();
+        let receive_count = message
+            .attributes()
+            .and_then(|attrs| attrs.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+            .and_then(|count| count.parse().ok())
+            .unwrap_or(1);
+        let context = MessageContext {
+            message_id: &message_id,
+            receive_count,
+        };
+        let Some(receipt_handle) = message.receipt_handle().map(str::to_owned) else {
+            telemetry::message_call_failed(
+                context,
+                "ReceiveMessage",
+                "message has no receipt handle",
+            );
+            return;
+        };
+        telemetry::message_started(&self.metrics, context);
+        let (stop_heartbeat, heartbeat_stopped) = tokio::sync::oneshot::channel();
+        let heartbeat = tokio::spawn(visibility::heartbeat(
+            self.sqs.clone(),
+            self.config.queue_url.clone(),
+            receipt_handle.clone(),
+            self.config.visibility_timeout,
+            message_id.clone(),
+            heartbeat_stopped,
+        ));
+        let body = message.body().unwrap_or_default();
+        let disposition = tokio::select! {
+            disposition = self.handle(context, body) => Some(disposition),
+            () = abandoned(&mut abandon) => None,
+        };
+        let _stopped = stop_heartbeat.send(());
+        if let Err(err) = heartbeat.await {
+            tracing::error!(message_id, error = %err, "the visibility heartbeat failed");
+        }
+        match disposition {
+            Some(Disposition::Delete) => self.delete(context, &receipt_handle).await,
+            Some(Disposition::Retry) => {
+                let delay = visibility::retry_delay(
+                    receive_count,
+                    self.config.retry_base_delay,
+                    self.config.retry_max_delay,
+                );
+                self.release(context, &receipt_handle, "retry", delay).await;
+            }
+            None => {
+                self.release(context, &receipt_handle, "shutdown", Duration::ZERO)
+                    .await;
+            }
+        }
+        telemetry::message_finished(&self.metrics);
+    }
+
+    /// Handles every record of the message body.
+    async fn handle(&self, context: MessageContext<'_>, body: &str) -> Disposition {
+        let records = match event::parse_body(body) {
+            Ok(Notification::TestEvent { bucket }) => {
+                telemetry::test_event(context, bucket.as_deref());
+                return Disposition::Delete;
+            }
+            Ok(Notification::Records(records)) => records,
+            Err(not_an_event) => {
+                return self
+                    .report_message(context, body, &not_an_event.to_string())
+                    .await;
+            }
+        };
+        let mut disposition = Disposition::Delete;
+        let mut invalid = Vec::new();
+        for record in records {
+            match record {
+                Record::Created(object) => {
+                    let started = Instant::now();
+                    match self.processor.process(&object).await {
+                        Ok(Processed::Succeeded {
+                            result_key,
+                            size_bytes,
+                        }) => telemetry::file_succeeded(
+                            &self.metrics,
+                            context,
+                            &object.bucket,
+                            &object.key,
+                            &result_key,
+                            size_bytes,
+                            started.elapsed(),
+                        ),
+                        Ok(Processed::Reported { error_key, kind }) => telemetry::file_reported(
+                            &self.metrics,
+                            context,
+                            &object.bucket,
+                            &object.key,
+                            &error_key,
+                            &kind,
+                            started.elapsed(),
+                        ),
+                        Ok(Processed::Skipped { reason }) => telemetry::file_skipped(
+                            &self.metrics,
+                            context,
+                            &object.bucket,
+                            &object.key,
+                            reason,
+                        ),
+                        Err(error) => {
+                            telemetry::file_failed_transiently(
+                                &self.metrics,
+                                context,
+                                &object.bucket,
+                                &object.key,
+                                &error.message,
+                            );
+                            disposition = Disposition::Retry;
+                        }
+                    }
+                }
+                Record::Ignored { event_name } => telemetry::record_ignored(context, &event_name),
+                Record::Invalid { reason } => invalid.push(reason),
+            }
+        }
+        if !invalid.is_empty() {
+            let reason = format!("unusable record(s): {}", invalid.join("; "));
+            if self.report_message(context, body, &reason).await == Disposition::Retry {
+                disposition = Disposition::Retry;
+            }
+        }
+        disposition
+    }
+
+    /// Writes the report about a message (or records) naming no usable object.
+    async fn report_message(
+        &self,
+        context: MessageContext<'_>,
+        body: &str,
+        reason: &str,
+    ) -> Disposition {
+        let detail = ErrorDetail::new("invalid_event", reason);
+        match self
+            .store
+            .write_message_error(context.message_id, body, &detail)
+            .await
+        {
+            Ok(error_key) => {
+                telemetry::message_reported(&self.metrics, context, &error_key, reason);
+                Disposition::Delete
+            }
+            Err(error) => {
+                telemetry::message_call_failed(
+                    context,
+                    "PutObject (error report)",
+                    &error.to_string(),
+                );
+                Disposition::Retry
+            }
+        }
+    }
+
+    async fn delete(&self, context: MessageContext<'_>, receipt_handle: &str) {
+        let deleted = self
+            .sqs
+            .delete_message()
+            .queue_url(&self.config.queue_url)
+            .receipt_handle(receipt_handle)
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => telemetry::message_deleted(&self.metrics, context),
+            Err(err) => telemetry::message_call_failed(
+                context,
+                "DeleteMessage",
+                &crate::sdk_error::error_chain(&err),
+            ),
+        }
+    }
+
+    async fn release(
+        &self,
+        context: MessageContext<'_>,
+        receipt_handle: &str,
+        reason: &'static str,
+        delay: Duration,
+    ) {
+        match visibility::set_visibility(&self.sqs, &self.config.queue_url, receipt_handle, delay)
+            .await
+        {
+            Ok(()) => telemetry::message_released(&self.metrics, context, reason, delay),
+            Err(error) => {
+                telemetry::message_call_failed(context, "ChangeMessageVisibility", &error)
+            }
+        }
+    }
+}
+
+/// Resolves once the service tells held messages to let go; never, if it cannot anymore.
+async fn abandoned(abandon: &mut watch::Receiver<bool>) {
+    if abandon.wait_for(|abandoned| *abandoned).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}

@@ -1,0 +1,237 @@
+//! Processing one object: check it, download it, analyse it (or run `--exec`), write the
+//! outcome.
+//!
+//! Every failure is sorted here into one of two kinds, because that decides the message's
+//! fate: a permanent input error gets an error report and the message is deleted; a transient
+//! error leaves the message to be retried (and, if it keeps failing, to the DLQ).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::analysis::{self, AnalysisOptions, ErrorKind};
+use crate::config::{Processor, WorkerConfig};
+use crate::event::ObjectRef;
+use crate::exec::{self, ExecFailure};
+use crate::fetch::{self, Download, FetchError};
+use crate::results::{self, ErrorDetail, ObjectSource, Outcome, ResultStore};
+
+/// How processing an object ended, when it did not need a retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Processed {
+    /// The result was written.
+    Succeeded {
+        /// Key of the result.
+        result_key: String,
+        /// Bytes downloaded and analysed.
+        size_bytes: u64,
+    },
+    /// The object cannot be processed; an error report was written.
+    Reported {
+        /// Key of the error report.
+        error_key: String,
+        /// The error kind, for logs and metrics.
+        kind: String,
+    },
+    /// The object is one of the worker's own outputs and is left alone.
+    Skipped {
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// A failure that another attempt may not repeat.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct TransientError {
+    /// What went wrong, with the bucket and key.
+    pub message: String,
+}
+
+fn transient(message: impl Into<String>) -> TransientError {
+    TransientError {
+        message: message.into(),
+    }
+}
+
+/// Turns objects into results; shared by all message tasks.
+#[derive(Debug, Clone)]
+pub struct ObjectProcessor {
+    s3: aws_sdk_s3::Client,
+    store: ResultStore,
+    config: Arc<WorkerConfig>,
+}
+
+impl ObjectProcessor {
+    /// A processor reading sources through `s3` and writing through `store`.
+    pub fn new(
+        s3: aws_sdk_s3::Client,
+        store: ResultStore,
+        config: Arc<WorkerConfig>,
+    ) -> ObjectProcessor {
+        ObjectProcessor { s3, store, config }
+    }
+
+    /// Processes `object` and writes its result or error report.
+    pub async fn process(&self, object: &ObjectRef) -> Result<Processed, TransientError> {
+        if results::is_own_output(self.store.output(), &object.bucket, &object.key) {
+            return Ok(Processed::Skipped {
+                reason: "the object is one of the worker's own outputs",
+            });
+        }
+        let mut source = ObjectSource {
+            bucket: object.bucket.clone(),
+            key: object.key.clone(),
+            etag: object.etag.as_deref().map(fetch::unquote),
+            size_bytes: object.size,
+        };
+        match self.produce(object, &mut source).await? {
+            Ok(outcome) => {
+                let result_key = self
+                    .store
+                    .write_success(&source, &outcome)
+                    .await
+                    .map_err(|err| transient(err.to_string()))?;
+                Ok(Processed::Succeeded {
+                    result_key,
+                    size_bytes: source.size_bytes.unwrap_or(0),
+                })
+            }
+            Err(detail) => {
+                let error_key = self
+                    .store
+                    .write_object_error(&source, &detail)
+                    .await
+                    .map_err(|err| transient(err.to_string()))?;
+                Ok(Processed::Reported {
+                    error_key,
+                    kind: detail.kind,
+                })
+            }
+        }
+    }
+
+    /// Produces the outcome, or the permanent error to report; updates `source` with what
+    /// was actually downloaded.
+    async fn produce(
+        &self,
+        object: &ObjectRef,
+        source: &mut ObjectSource,
+    ) -> Result<Result<Outcome, ErrorDetail>, TransientError> {
+        let config = &self.config;
+        if !config.allowed_buckets.allows(&object.bucket) {
+            return Ok(Err(ErrorDetail::new(
+                "bucket_not_allowed",
+                format!(
+                    "events for bucket {} are refused: it is not in --allowed-buckets",
+                    object.bucket
+                ),
+            )));
+        }
+        if let Some(size) = object.size.filter(|&size| size > config.max_object_bytes) {
+            return Ok(Err(too_large(size, config.max_object_bytes)));
+        }
+        let download = match fetch::download(
+            &self.s3,
+            object,
+            config.max_object_bytes,
+            &config.work_dir,
+        )
+        .await
+        {
+            Ok(download) => download,
+            Err(err @ FetchError::Missing { .. }) => {
+                return Ok(Err(ErrorDetail::new("object_missing", err.to_string())));
+            }
+            Err(err @ FetchError::TooLarge { .. }) => {
+                return Ok(Err(ErrorDetail::new("object_too_large", err.to_string())));
+            }
+            Err(err @ FetchError::Transient { .. }) => return Err(transient(err.to_string())),
+        };
+        source.size_bytes = Some(download.size_bytes);
+        if download.etag.is_some() {
+            source.etag.clone_from(&download.etag);
+        }
+        match &config.processor {
+            Processor::Analysis(options) => analyse(download, options.clone(), object).await,
+            Processor::Exec { command, timeout } => {
+                match exec::run(command, &download.path, *timeout, object).await {
+                    Ok(output) => Ok(Ok(Outcome::ExecOutput(output))),
+                    Err(ExecFailure::Permanent(detail)) => Ok(Err(detail)),
+                    Err(ExecFailure::Transient(message)) => Err(transient(format!(
+                        "s3://{}/{}: {message}",
+                        object.bucket, object.key
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+fn too_large(size: u64, limit: u64) -> ErrorDetail {
+    ErrorDetail::new(
+        "object_too_large",
+        format!("the object has {size} bytes, more than --max-object-bytes {limit}"),
+    )
+}
+
+/// Runs the built-in analysis on a blocking thread: it is CPU-bound and must not stall the
+/// tasks that keep other messages' visibility extended.
+async fn analyse(
+    download: Download,
+    options: AnalysisOptions,
+    object: &ObjectRef,
+) -> Result<Result<Outcome, ErrorDetail>, TransientError> {
+    let started = Instant::now();
+    let analysed = tokio::task::spawn_blocking(move || {
+        let result = analysis::analyze_file(&download.path, &options);
+        drop(download);
+        result
+    })
+    .await
+    .map_err(|err| {
+        transient(format!(
+            "analysis of s3://{}/{} did not finish: {err}",
+            object.bucket, object.key
+        ))
+    })?;
+    tracing::debug!(
+        bucket = %object.bucket,
+        key = %object.key,
+        seconds = started.elapsed().as_secs_f64(),
+        "analysis finished"
+    );
+    match analysed {
+        Ok(report) => serde_json::to_value(&report)
+            .map(|report| Ok(Outcome::Analysis(report)))
+            .map_err(|err| transient(format!("the analysis report cannot be encoded: {err}"))),
+        Err(err) => match err.kind {
+            ErrorKind::Io => Err(transient(format!(
+                "reading the download of s3://{}/{} failed: {}",
+                object.bucket, object.key, err.message
+            ))),
+            _ => Ok(Err(ErrorDetail {
+                offset: err.offset,
+                ..ErrorDetail::new(kind_name(err.kind), err.message)
+            })),
+        },
+    }
+}
+
+/// The analysis error kind's stable, snake_case name (its serialised form).
+fn kind_name(kind: ErrorKind) -> String {
+    match serde_json::to_value(kind) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => kind.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn analysis_kinds_keep_their_serialised_names() {
+        assert_eq!(kind_name(ErrorKind::InvalidJson), "invalid_json");
+        assert_eq!(kind_name(ErrorKind::NotGeojson), "not_geojson");
+    }
+}
