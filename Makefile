@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 CARGO ?= cargo
 
-.PHONY: all build venv test lint fmt unit clean bench-worker
+.PHONY: all build venv test lint fmt unit clean
 
 all: build
 
@@ -32,14 +32,15 @@ lint:
 test: venv lint
 	GEOBATCH_MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server $(CARGO) test --workspace
 
-## bench-worker: worker throughput on 200 small files against a private emulator (release build).
-bench-worker: venv
-	$(CARGO) build --release -p geobatch-worker
-	$(VENV)/bin/python deploy/bench/worker_throughput.py
-
 fmt:
 	$(CARGO) fmt --all
 
 clean:
 	$(CARGO) clean
 	rm -rf $(VENV)
+
+.PHONY: bench-worker
+## bench-worker: worker throughput on 200 small files against a private emulator (release build).
+bench-worker: venv
+	$(CARGO) build --release -p geobatch-worker
+	$(VENV)/bin/python deploy/bench/worker_throughput.py
