@@ -1,13 +1,16 @@
 # geobatch — build, test and run targets.
 #
-# `make test` is what CI runs: it installs the pinned AWS emulator into .venv, checks
-# formatting and lints, builds, and runs every unit and integration test.
+# `make test` is what CI runs: it installs the pinned AWS emulator and deploy linters into
+# .venv, checks formatting and lints, lints and scans the CloudFormation template and the
+# Dockerfiles, runs every unit and integration test, then the local-stack tests and the
+# end-to-end fault test.
 
 PYTHON ?= python3
 VENV := .venv
 CARGO ?= cargo
 
-.PHONY: all build venv test lint fmt unit clean deploy-lint deploy-unit fault-test demo bench-worker bench-controller
+.PHONY: all build venv test lint fmt unit clean deploy-lint deploy-unit fault-test demo \
+	bench-analysis bench-worker bench-controller bench-scaling
 
 all: build
 
@@ -44,16 +47,18 @@ deploy-lint: venv
 	$(VENV)/bin/hadolint $(DOCKERFILES)
 	$(CHECKOV) --framework dockerfile $(addprefix -f ,$(DOCKERFILES))
 
+# deploy-unit and fault-test build every target, as `cargo test --workspace` does, so that
+# after it they reuse its binaries instead of rebuilding the AWS SDK with another feature set.
 LOCAL_STACK := PYTHONPATH=$(CURDIR)/deploy/local $(CURDIR)/$(VENV)/bin/python
 
 ## deploy-unit: unit and emulator tests of the local stack tooling (deploy/local).
 deploy-unit: venv
-	$(CARGO) build -p geobatch-worker -p geobatch-controller
+	$(CARGO) build --workspace --all-targets
 	cd deploy/local && $(LOCAL_STACK) -m unittest discover -s tests -t . -v
 
 ## fault-test: the end-to-end fault test: the whole stack in the emulator, workers killed.
 fault-test: venv
-	$(CARGO) build -p geobatch-worker -p geobatch-controller
+	$(CARGO) build --workspace --all-targets
 	$(LOCAL_STACK) -m geobatch_local.fault_test --target-dir $(CURDIR)/target/debug
 
 ## demo: the whole pipeline on this machine against the emulator (see docs/deploy.md).
@@ -75,9 +80,13 @@ bench-controller: venv
 
 ## bench-scaling: every simulator scenario through every policy (release build); records
 ## the results in docs/scaling.md and the README plot in docs/img/.
-.PHONY: bench-scaling
 bench-scaling:
 	bash controller/bench/scaling.sh
+
+## bench-analysis: the analysis engine against GDAL on a generated 320 MB file and
+## countries-land-10m (needs gdal-bin, time, npm; see deploy/bench/analysis.sh).
+bench-analysis:
+	bash deploy/bench/analysis.sh
 
 fmt:
 	$(CARGO) fmt --all

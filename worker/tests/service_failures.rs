@@ -19,7 +19,7 @@ async fn malformed_or_non_geojson_content_gets_an_error_report_and_is_not_retrie
         ..StackOptions::default()
     })
     .await;
-    let etag = stack.put("broken.geojson", "{\"type\": \"Feature").await;
+    let etag = stack.put("broken.geojson", "{ not json }").await;
     stack.put("not-geo.geojson", "{\"hello\": \"world\"}").await;
     let worker = RunningWorker::start(&stack, stack.config());
     stack
