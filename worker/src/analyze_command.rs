@@ -38,7 +38,7 @@ pub struct AnalyzeArgs {
     pub max_feature_bytes: u64,
     /// Reject JSON nested deeper than this (the top-level object counts as 1).
     #[arg(long, value_name = "DEPTH", default_value_t = AnalysisOptions::default().max_nesting_depth as u64,
-          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+          value_parser = clap::value_parser!(u64).range(1..=crate::analysis::MAX_NESTING_DEPTH as u64))]
     pub max_depth: u64,
     /// Keep at most this many invalid-geometry samples per report.
     #[arg(long, value_name = "N", default_value_t = AnalysisOptions::default().max_invalid_samples)]

@@ -29,6 +29,9 @@ use std::path::Path;
 pub use error::{AnalysisError, ErrorKind};
 pub use report::{InvalidSample, PropertyStats, Report};
 
+/// The highest `max_nesting_depth` honoured.
+pub const MAX_NESTING_DEPTH: usize = 1024;
+
 /// Limits and knobs of one analysis run.
 ///
 /// The limits are what keeps hostile input from costing unbounded memory or stack; the
@@ -39,7 +42,8 @@ pub struct AnalysisOptions {
     /// multiple of this (the feature's bytes plus its parsed coordinates).
     pub max_feature_bytes: u64,
     /// Deepest JSON nesting accepted, counting the top-level object as 1. A MultiPolygon
-    /// inside a FeatureCollection needs 7.
+    /// inside a FeatureCollection needs 7. Values above [`MAX_NESTING_DEPTH`] are taken as
+    /// that, which is what the analysis threads' stacks are sized for.
     pub max_nesting_depth: usize,
     /// How many invalid-geometry samples a report keeps.
     pub max_invalid_samples: usize,

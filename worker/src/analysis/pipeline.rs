@@ -34,8 +34,10 @@ pub(crate) fn run<R: Read + Send>(input: R, options: &AnalysisOptions) -> Result
     let work_rx = Arc::new(Mutex::new(work_rx));
     let (result_tx, result_rx) = mpsc::channel::<(u64, usize, Result<BatchSummary>)>();
     let cancelled = AtomicBool::new(false);
-    // Deep GeometryCollection nesting recurses in the parser: give it room.
-    let stack_bytes = (8 << 20) + options.max_nesting_depth.saturating_mul(1024);
+    // Nested GeometryCollections recurse (parse, measure, check, drop): size the stacks for
+    // the deepest nesting allowed, with room for unoptimised builds.
+    let max_nesting_depth = options.max_nesting_depth.min(super::MAX_NESTING_DEPTH);
+    let stack_bytes = (8 << 20) + max_nesting_depth * (16 << 10);
 
     std::thread::scope(|scope| {
         for index in 0..threads {
@@ -70,7 +72,7 @@ pub(crate) fn run<R: Read + Send>(input: R, options: &AnalysisOptions) -> Result
         };
         let limits = Limits {
             max_feature_bytes: options.max_feature_bytes,
-            max_nesting_depth: options.max_nesting_depth,
+            max_nesting_depth,
         };
         let mut splitter = Splitter::new(input, limits);
         let split = splitter.run(&mut |batch| coordinator.dispatch(batch));

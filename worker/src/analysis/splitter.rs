@@ -192,6 +192,13 @@ impl<R: Read> Splitter<R> {
                             ));
                         }
                         let name = cursor.string()?.into_owned();
+                        if !is_known_type(&name) {
+                            return Err(AnalysisError::at(
+                                ErrorKind::NotGeojson,
+                                value_offset,
+                                format!("unknown GeoJSON type {name:?}"),
+                            ));
+                        }
                         if saw_features && name != "FeatureCollection" {
                             return Err(AnalysisError::at(
                                 ErrorKind::NotGeojson,
@@ -547,4 +554,10 @@ impl<R: Read> Splitter<R> {
             ),
         })
     }
+}
+
+/// Types that may head a GeoJSON document, and TopoJSON's, which gets its own message.
+fn is_known_type(name: &str) -> bool {
+    matches!(name, "FeatureCollection" | "Feature" | "Topology")
+        || super::geometry::GeometryType::from_name(name).is_some()
 }

@@ -646,3 +646,265 @@ fn collinear(p1: Xy, p2: Xy, q1: Xy, q2: Xy) -> Hit {
         Hit::Overlap(lo)
     }
 }
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::analysis::feature::{Shape, parse};
+
+    fn validity(geometry: &str) -> Validity {
+        let parsed = parse(geometry.as_bytes(), 0, Shape::Geometry).expect("test geometry parses");
+        check(&parsed.geometry.expect("not null"))
+    }
+
+    fn reason(geometry: &str) -> Option<&'static str> {
+        match validity(geometry) {
+            Validity::Valid => None,
+            Validity::Invalid(found) => Some(found.reason),
+            Validity::Unchecked => Some("unchecked"),
+        }
+    }
+
+    const SQUARE: &str = "[[0,0],[10,0],[10,10],[0,10],[0,0]]";
+
+    fn polygon(rings: &[&str]) -> String {
+        format!(
+            r#"{{"type":"Polygon","coordinates":[{}]}}"#,
+            rings.join(",")
+        )
+    }
+
+    fn multipolygon(polygons: &[&[&str]]) -> String {
+        let parts: Vec<String> = polygons
+            .iter()
+            .map(|rings| format!("[{}]", rings.join(",")))
+            .collect();
+        format!(
+            r#"{{"type":"MultiPolygon","coordinates":[{}]}}"#,
+            parts.join(",")
+        )
+    }
+
+    #[test]
+    fn polygon_rules_agree_with_geos() {
+        let cases: Vec<(&str, String, Option<&str>)> = vec![
+            ("square", polygon(&[SQUARE]), None),
+            (
+                "clockwise square",
+                polygon(&["[[0,0],[0,10],[10,10],[10,0],[0,0]]"]),
+                None,
+            ),
+            (
+                "repeated positions",
+                polygon(&["[[0,0],[10,0],[10,0],[10,10],[0,10],[0,0],[0,0]]"]),
+                None,
+            ),
+            (
+                "collinear vertex",
+                polygon(&["[[0,0],[5,0],[10,0],[10,10],[0,10],[0,0]]"]),
+                None,
+            ),
+            (
+                "bow tie",
+                polygon(&["[[0,0],[10,10],[10,0],[0,10],[0,0]]"]),
+                Some(SELF_INTERSECTION),
+            ),
+            (
+                "spike",
+                polygon(&["[[0,0],[10,0],[10,10],[10,5],[10,12],[0,10],[0,0]]"]),
+                Some(SELF_INTERSECTION),
+            ),
+            (
+                "not closed",
+                polygon(&["[[0,0],[10,0],[10,10],[0,10]]"]),
+                Some(NOT_CLOSED),
+            ),
+            (
+                "three positions",
+                polygon(&["[[0,0],[10,0],[0,0]]"]),
+                Some(TOO_FEW_POINTS),
+            ),
+            (
+                "four with a repeat",
+                polygon(&["[[0,0],[10,0],[10,0],[0,0]]"]),
+                Some(TOO_FEW_POINTS),
+            ),
+            (
+                "flat ring",
+                polygon(&["[[0,0],[5,0],[10,0],[0,0]]"]),
+                Some(SELF_INTERSECTION),
+            ),
+            (
+                "ring touching itself at a vertex",
+                polygon(&["[[0,0],[10,0],[5,5],[10,10],[0,10],[5,5],[0,0]]"]),
+                Some(RING_SELF_INTERSECTION),
+            ),
+            (
+                "ring touching itself on an edge",
+                polygon(&["[[0,0],[10,0],[10,10],[5,0.000],[0,10],[0,0]]"]),
+                Some(RING_SELF_INTERSECTION),
+            ),
+            (
+                "hole inside",
+                polygon(&[SQUARE, "[[2,2],[4,2],[4,4],[2,4],[2,2]]"]),
+                None,
+            ),
+            (
+                "hole outside",
+                polygon(&[SQUARE, "[[20,2],[24,2],[24,4],[20,4],[20,2]]"]),
+                Some(HOLE_OUTSIDE_SHELL),
+            ),
+            (
+                "hole crossing shell",
+                polygon(&[SQUARE, "[[8,2],[14,2],[14,4],[8,4],[8,2]]"]),
+                Some(SELF_INTERSECTION),
+            ),
+            (
+                "hole sharing an edge",
+                polygon(&[SQUARE, "[[0,2],[4,2],[4,4],[0,4],[0,2]]"]),
+                Some(SELF_INTERSECTION),
+            ),
+            (
+                "hole touching shell once",
+                polygon(&[SQUARE, "[[0,5],[4,2],[4,8],[0,5]]"]),
+                None,
+            ),
+            (
+                "hole touching shell twice",
+                polygon(&[SQUARE, "[[0,5],[5,0],[6,6],[0,5]]"]),
+                Some(DISCONNECTED_INTERIOR),
+            ),
+            (
+                "nested holes",
+                polygon(&[
+                    SQUARE,
+                    "[[1,1],[9,1],[9,9],[1,9],[1,1]]",
+                    "[[2,2],[4,2],[4,4],[2,4],[2,2]]",
+                ]),
+                Some(NESTED_HOLES),
+            ),
+            (
+                "two holes touching once",
+                polygon(&[
+                    SQUARE,
+                    "[[2,2],[4,2],[4,4],[2,2]]",
+                    "[[4,4],[6,4],[6,6],[4,4]]",
+                ]),
+                None,
+            ),
+            (
+                "holes closing a cycle with the shell",
+                polygon(&[
+                    SQUARE,
+                    "[[0,5],[5,2],[5,5],[0,5]]",
+                    "[[5,5],[10,5],[5,8],[5,5]]",
+                    "[[5,2],[10,5],[7,3],[5,2]]",
+                ]),
+                Some(DISCONNECTED_INTERIOR),
+            ),
+            (
+                "empty polygon",
+                r#"{"type":"Polygon","coordinates":[]}"#.to_owned(),
+                None,
+            ),
+            (
+                "infinite coordinate",
+                polygon(&["[[0,0],[1e400,0],[10,10],[0,0]]"]),
+                Some(INVALID_COORDINATE),
+            ),
+        ];
+        for (name, geometry, expected) in cases {
+            assert_eq!(reason(&geometry), expected, "{name}: {geometry}");
+        }
+    }
+
+    #[test]
+    fn multipolygon_rules_agree_with_geos() {
+        let far = "[[20,0],[30,0],[30,10],[20,10],[20,0]]";
+        let cases: Vec<(&str, String, Option<&str>)> = vec![
+            ("disjoint", multipolygon(&[&[SQUARE], &[far]]), None),
+            (
+                "touching at a corner",
+                multipolygon(&[&[SQUARE], &["[[10,10],[20,10],[20,20],[10,20],[10,10]]"]]),
+                None,
+            ),
+            (
+                "sharing an edge",
+                multipolygon(&[&[SQUARE], &["[[10,0],[20,0],[20,10],[10,10],[10,0]]"]]),
+                Some(SELF_INTERSECTION),
+            ),
+            (
+                "overlapping",
+                multipolygon(&[&[SQUARE], &["[[5,5],[15,5],[15,15],[5,15],[5,5]]"]]),
+                Some(SELF_INTERSECTION),
+            ),
+            (
+                "nested shells",
+                multipolygon(&[&[SQUARE], &["[[2,2],[4,2],[4,4],[2,4],[2,2]]"]]),
+                Some(NESTED_SHELLS),
+            ),
+            (
+                "island in a lake",
+                multipolygon(&[
+                    &[SQUARE, "[[1,1],[9,1],[9,9],[1,9],[1,1]]"],
+                    &["[[2,2],[4,2],[4,4],[2,4],[2,2]]"],
+                ]),
+                None,
+            ),
+            (
+                "duplicate polygons",
+                multipolygon(&[&[SQUARE], &[SQUARE]]),
+                Some(SELF_INTERSECTION),
+            ),
+        ];
+        for (name, geometry, expected) in cases {
+            assert_eq!(reason(&geometry), expected, "{name}: {geometry}");
+        }
+    }
+
+    #[test]
+    fn lines_points_and_collections() {
+        let cases = [
+            (
+                r#"{"type":"LineString","coordinates":[[0,0],[1,1],[0,1],[1,0]]}"#,
+                None,
+            ),
+            (
+                r#"{"type":"LineString","coordinates":[[0,0],[0,0]]}"#,
+                Some(TOO_FEW_POINTS),
+            ),
+            (r#"{"type":"MultiPoint","coordinates":[[0,0],[0,0]]}"#, None),
+            (
+                r#"{"type":"Point","coordinates":[1e999,0]}"#,
+                Some(INVALID_COORDINATE),
+            ),
+            (
+                r#"{"type":"GeometryCollection","geometries":[{"type":"Point","coordinates":[0,0]},{"type":"Polygon","coordinates":[[[0,0],[10,10],[10,0],[0,10],[0,0]]]}]}"#,
+                Some(SELF_INTERSECTION),
+            ),
+        ];
+        for (geometry, expected) in cases {
+            assert_eq!(reason(geometry), expected, "{geometry}");
+        }
+    }
+
+    #[test]
+    fn large_rings_use_the_hierarchy_correctly() {
+        // A 20 000-vertex circle with a crossing planted near the end: found through the
+        // box hierarchy, not by luck of leaf order.
+        let n = 20_000;
+        let mut ring: Vec<String> = (0..n)
+            .map(|i| {
+                let a = std::f64::consts::TAU * i as f64 / n as f64;
+                format!("[{},{}]", 10.0 * a.cos(), 10.0 * a.sin())
+            })
+            .collect();
+        ring.push(ring[0].clone());
+        let closed = format!("[{}]", ring.join(","));
+        assert_eq!(reason(&polygon(&[&closed])), None);
+        ring.insert(n - 5, "[0,0]".to_owned());
+        ring.insert(n - 5, "[-10, 0.5]".to_owned());
+        let crossed = format!("[{}]", ring.join(","));
+        assert_eq!(reason(&polygon(&[&crossed])), Some(SELF_INTERSECTION));
+    }
+}
