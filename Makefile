@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 CARGO ?= cargo
 
-.PHONY: all build venv test lint fmt unit clean
+.PHONY: all build venv test lint fmt unit clean bench-analysis
 
 all: build
 
@@ -31,6 +31,11 @@ lint:
 ## test: everything CI checks.
 test: venv lint
 	GEOBATCH_MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server $(CARGO) test --workspace
+
+## bench-analysis: the analysis engine against GDAL on a generated 320 MB file and
+## countries-land-10m (needs gdal-bin, time, npm; see deploy/bench/analysis.sh).
+bench-analysis:
+	bash deploy/bench/analysis.sh
 
 fmt:
 	$(CARGO) fmt --all
