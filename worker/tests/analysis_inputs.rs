@@ -224,3 +224,52 @@ fn read_failures_are_io_errors() {
     assert_eq!(err.kind, ErrorKind::Io);
     assert!(err.message.contains("connection reset"), "{}", err.message);
 }
+
+/// Hands out at most `chunk` bytes per read, so every buffer boundary falls somewhere new.
+struct Trickle<'a> {
+    bytes: &'a [u8],
+    chunk: usize,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.chunk.min(buf.len()).min(self.bytes.len());
+        buf[..n].copy_from_slice(&self.bytes[..n]);
+        self.bytes = &self.bytes[n..];
+        Ok(n)
+    }
+}
+
+/// The splitter's state survives refills at any byte: reading one byte (or 7, or 4093)
+/// at a time gives the same report or the same error as reading the file whole.
+#[test]
+fn read_boundaries_do_not_change_the_outcome() {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for dir in ["good", "bad"] {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(data(dir))
+            .expect("corpus")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        entries.sort();
+        files.extend(entries);
+    }
+    for file in files {
+        let bytes = std::fs::read(&file).expect("read");
+        let whole = analyze_reader(&bytes[..], &AnalysisOptions::default());
+        for chunk in [1, 7, 4093] {
+            let trickled = analyze_reader(
+                Trickle {
+                    bytes: &bytes,
+                    chunk,
+                },
+                &AnalysisOptions::default(),
+            );
+            assert_eq!(
+                whole,
+                trickled,
+                "{} read {chunk} bytes at a time",
+                file.display()
+            );
+        }
+    }
+}

@@ -94,9 +94,18 @@ impl<R: Read> Splitter<R> {
     /// Reads the whole input, handing each full batch to `dispatch`. Returns the number of
     /// features found.
     pub(crate) fn run(&mut self, dispatch: &mut dyn FnMut(Batch) -> Result<()>) -> Result<u64> {
-        self.fill()?;
-        if self.buf[self.pos..self.end].starts_with(b"\xEF\xBB\xBF") {
-            self.pos += 3;
+        if self.peek()? == Some(0xEF) {
+            // A UTF-8 byte-order mark, which may straddle reads like any other bytes.
+            for expected in [0xEF, 0xBB, 0xBF] {
+                if self.peek()? != Some(expected) {
+                    return Err(AnalysisError::at(
+                        ErrorKind::InvalidJson,
+                        self.offset(),
+                        "the input starts with an incomplete byte-order mark",
+                    ));
+                }
+                self.bump();
+            }
         }
         self.skip_ws()?;
         let start = self.offset();
