@@ -380,17 +380,21 @@ impl<R: Read> Splitter<R> {
 
     fn check_depth(&self, depth: usize) -> Result<()> {
         if depth > self.limits.max_nesting_depth {
-            Err(AnalysisError::at(
-                ErrorKind::TooDeep,
-                self.offset(),
-                format!(
-                    "JSON nesting deeper than the limit of {} (--max-depth)",
-                    self.limits.max_nesting_depth
-                ),
-            ))
+            Err(self.depth_error())
         } else {
             Ok(())
         }
+    }
+
+    fn depth_error(&self) -> AnalysisError {
+        AnalysisError::at(
+            ErrorKind::TooDeep,
+            self.offset(),
+            format!(
+                "JSON nesting deeper than the limit of {} (--max-depth)",
+                self.limits.max_nesting_depth
+            ),
+        )
     }
 
     /// Copies one JSON value, starting at the current (non-space) byte, into `out`. Checks
@@ -400,10 +404,11 @@ impl<R: Read> Splitter<R> {
         let start_offset = self.offset();
         let start_len = out.len();
         let limit = usize::try_from(self.limits.max_feature_bytes).unwrap_or(usize::MAX);
+        let max_depth = self.limits.max_nesting_depth.saturating_sub(parent_depth);
         let mut depth = 0usize;
         let mut in_string = false;
+        // The previous byte was a backslash inside a string (possibly in the previous chunk).
         let mut escaped = false;
-        let mut first = true;
         loop {
             if self.pos == self.end && !self.fill()? {
                 return Err(AnalysisError::at(
@@ -412,42 +417,59 @@ impl<R: Read> Splitter<R> {
                     format!("the input ends inside {what} that starts at byte {start_offset}"),
                 ));
             }
-            let chunk_start = self.pos;
-            let mut i = self.pos;
-            let end = self.end;
+            let chunk = &self.buf[self.pos..self.end];
+            let captured_before = out.len() > start_len;
+            let mut i = 0;
             let mut done = false;
-            while i < end {
-                let b = self.buf[i];
-                if in_string {
-                    if escaped {
-                        escaped = false;
-                    } else if b == b'\\' {
-                        escaped = true;
-                    } else if b == b'"' {
-                        in_string = false;
-                        if depth == 0 {
-                            i += 1;
-                            done = true;
-                            break;
-                        }
-                    }
+            let mut too_deep = false;
+            while i < chunk.len() {
+                if escaped {
+                    escaped = false;
                     i += 1;
                     continue;
                 }
-                match b {
+                if in_string {
+                    let Some(skip) = chunk[i..].iter().position(|&b| STRING_STOP[usize::from(b)])
+                    else {
+                        i = chunk.len();
+                        break;
+                    };
+                    i += skip;
+                    if chunk[i] == b'\\' {
+                        escaped = true;
+                        i += 1;
+                        continue;
+                    }
+                    in_string = false;
+                    i += 1;
+                    if depth == 0 {
+                        done = true;
+                        break;
+                    }
+                    continue;
+                }
+                if depth > 0 {
+                    let Some(skip) = chunk[i..].iter().position(|&b| STRUCTURE[usize::from(b)])
+                    else {
+                        i = chunk.len();
+                        break;
+                    };
+                    i += skip;
+                }
+                match chunk[i] {
                     b'"' => in_string = true,
                     b'{' | b'[' => {
-                        depth += 1;
-                        if parent_depth + depth > self.limits.max_nesting_depth {
-                            self.pos = i;
-                            self.check_depth(parent_depth + depth)?;
-                        }
-                    }
-                    b'}' | b']' => {
-                        if depth == 0 {
-                            done = true;
+                        if depth == max_depth {
+                            too_deep = true;
                             break;
                         }
+                        depth += 1;
+                    }
+                    b'}' | b']' if depth == 0 => {
+                        done = true;
+                        break;
+                    }
+                    b'}' | b']' => {
                         depth -= 1;
                         if depth == 0 {
                             i += 1;
@@ -455,21 +477,28 @@ impl<R: Read> Splitter<R> {
                             break;
                         }
                     }
-                    b',' | b' ' | b'\n' | b'\r' | b'\t' | b':' if depth == 0 && !first => {
+                    b',' | b' ' | b'\n' | b'\r' | b'\t' | b':' => {
+                        // Only reached at depth 0: the end of a number or literal.
                         done = true;
                         break;
                     }
                     _ => {}
                 }
-                first = false;
                 i += 1;
             }
-            out.extend_from_slice(&self.buf[chunk_start..i]);
-            self.consume_to(i);
+            let consumed = self.pos + i;
+            out.extend_from_slice(&self.buf[self.pos..consumed]);
+            self.consume_to(consumed);
+            if too_deep {
+                return Err(self.depth_error());
+            }
             if out.len() - start_len > limit {
                 return Err(self.too_large(start_offset, what));
             }
             if done {
+                if out.len() == start_len && !captured_before {
+                    return Err(self.unexpected(&format!("{what} (a JSON value)"))?);
+                }
                 return Ok(());
             }
         }
@@ -569,4 +598,19 @@ impl<R: Read> Splitter<R> {
 fn is_known_type(name: &str) -> bool {
     matches!(name, "FeatureCollection" | "Feature" | "Topology")
         || super::geometry::GeometryType::from_name(name).is_some()
+}
+
+/// Bytes that end a run inside a string.
+static STRING_STOP: [bool; 256] = byte_set(b"\"\\");
+/// Bytes that matter inside a container outside strings.
+static STRUCTURE: [bool; 256] = byte_set(b"\"{}[]");
+
+const fn byte_set(bytes: &[u8]) -> [bool; 256] {
+    let mut set = [false; 256];
+    let mut i = 0;
+    while i < bytes.len() {
+        set[bytes[i] as usize] = true;
+        i += 1;
+    }
+    set
 }
