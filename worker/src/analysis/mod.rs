@@ -1,24 +1,55 @@
-//! GeoJSON analysis: the contract the service and the CLI rely on.
+//! Streaming GeoJSON analysis: the library behind `geobatch-worker analyze` and the service.
 //!
-//! PLACEHOLDER implementation (whole-document parse, counts only) that the analysis work
-//! replaces with the streaming engine; the public signatures below are the contract.
+//! Pure apart from the reader it is given: no clocks, no environment, no output.
+//!
+//! # Layout
+//! - [`error`]: [`AnalysisError`] and its [`ErrorKind`]s.
+//! - `splitter`: reads the input's outer structure and cuts `features` into batches.
+//! - `json`: the byte-level cursor that validates and walks one feature.
+//! - `feature`: a feature's bytes to its geometry, id and property types.
+//! - `geometry`: the flat in-memory form of a geometry.
+//! - `geodesic`: WGS84 area, perimeter and length (Karney).
+//! - `validity`: OGC simple-feature validity in near-linear time.
+//! - [`report`]: the [`Report`] and the ordered merge of per-batch summaries.
+//! - `pipeline`: the splitter thread, worker threads and bounded queues.
 
-use std::collections::BTreeMap;
+pub mod error;
+mod feature;
+mod geodesic;
+mod geometry;
+mod json;
+mod pipeline;
+pub mod report;
+mod splitter;
+mod validity;
+
 use std::io::Read;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+pub use error::{AnalysisError, ErrorKind};
+pub use report::{InvalidSample, PropertyStats, Report};
+
+/// The highest `max_nesting_depth` honoured.
+pub const MAX_NESTING_DEPTH: usize = 1024;
 
 /// Limits and knobs of one analysis run.
+///
+/// The limits are what keeps hostile input from costing unbounded memory or stack; the
+/// defaults accept any real-world file we know of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnalysisOptions {
-    /// Largest single feature accepted, in bytes of its JSON text.
+    /// Largest single feature accepted, in bytes of its JSON text. Memory use is a small
+    /// multiple of this (the feature's bytes plus its parsed coordinates).
     pub max_feature_bytes: u64,
-    /// Deepest JSON nesting accepted.
+    /// Deepest JSON nesting accepted, counting the top-level object as 1. A MultiPolygon
+    /// inside a FeatureCollection needs 7. Values above [`MAX_NESTING_DEPTH`] are taken as
+    /// that, which is what the analysis threads' stacks are sized for.
     pub max_nesting_depth: usize,
     /// How many invalid-geometry samples a report keeps.
     pub max_invalid_samples: usize,
-    /// Worker threads one analysis may use.
+    /// How many distinct property names a report tracks; further names are only counted.
+    pub max_property_names: usize,
+    /// Worker threads one analysis may use (0 is taken as 1).
     pub threads: usize,
 }
 
@@ -28,93 +59,19 @@ impl Default for AnalysisOptions {
             max_feature_bytes: 64 * 1024 * 1024,
             max_nesting_depth: 64,
             max_invalid_samples: 20,
+            max_property_names: 1000,
             threads: 2,
         }
     }
 }
 
-/// What an analysis found in one input.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Report {
-    /// Number of features.
-    pub features: u64,
-    /// Geometry type name to count.
-    pub geometry_types: BTreeMap<String, u64>,
-}
-
-/// Why an input could not be analysed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
-#[error("{kind}: {message}")]
-pub struct AnalysisError {
-    /// Machine-readable category.
-    pub kind: ErrorKind,
-    /// Human-readable explanation.
-    pub message: String,
-    /// Byte offset in the input where the problem was found, where that applies.
-    pub offset: Option<u64>,
-}
-
-/// Categories of analysis failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    /// Reading the input failed.
-    Io,
-    /// The input is not valid JSON.
-    InvalidJson,
-    /// The input is JSON but not GeoJSON.
-    NotGeojson,
-}
-
-impl std::fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = match self {
-            ErrorKind::Io => "io",
-            ErrorKind::InvalidJson => "invalid_json",
-            ErrorKind::NotGeojson => "not_geojson",
-        };
-        f.write_str(name)
-    }
-}
-
-/// Analyses GeoJSON read from `input`.
+/// Analyses GeoJSON read from `input`, streaming: memory stays bounded by the options, not
+/// by the input's size.
 pub fn analyze_reader<R: Read + Send>(
     input: R,
-    _options: &AnalysisOptions,
+    options: &AnalysisOptions,
 ) -> Result<Report, AnalysisError> {
-    let value: serde_json::Value = serde_json::from_reader(input).map_err(|err| AnalysisError {
-        kind: if err.is_io() {
-            ErrorKind::Io
-        } else {
-            ErrorKind::InvalidJson
-        },
-        message: err.to_string(),
-        offset: None,
-    })?;
-    let not_geojson = |message: &str| AnalysisError {
-        kind: ErrorKind::NotGeojson,
-        message: message.to_owned(),
-        offset: None,
-    };
-    let features = match value.get("type").and_then(|t| t.as_str()) {
-        Some("FeatureCollection") => value
-            .get("features")
-            .and_then(|f| f.as_array())
-            .cloned()
-            .ok_or_else(|| not_geojson("FeatureCollection without a features array"))?,
-        Some("Feature") => vec![value],
-        _ => return Err(not_geojson("no GeoJSON type member")),
-    };
-    let mut geometry_types = BTreeMap::new();
-    for feature in &features {
-        if let Some(kind) = feature.pointer("/geometry/type").and_then(|t| t.as_str()) {
-            *geometry_types.entry(kind.to_owned()).or_insert(0) += 1;
-        }
-    }
-    Ok(Report {
-        features: features.len() as u64,
-        geometry_types,
-    })
+    pipeline::run(input, options)
 }
 
 /// Analyses the GeoJSON file at `path`.
@@ -124,5 +81,5 @@ pub fn analyze_file(path: &Path, options: &AnalysisOptions) -> Result<Report, An
         message: format!("cannot open {}: {err}", path.display()),
         offset: None,
     })?;
-    analyze_reader(std::io::BufReader::new(file), options)
+    analyze_reader(file, options)
 }
