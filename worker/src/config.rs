@@ -65,7 +65,9 @@ pub struct RunArgs {
     pub max_feature_bytes: Option<u64>,
 
     /// How long in-flight files may run after SIGTERM/SIGINT before their messages are
-    /// released for another worker. Keep it below the ECS stop timeout (30 s by default).
+    /// released for another worker; a receive in flight may also return within it, and its
+    /// messages are released at once. Keep it below the ECS stop timeout (30 s by default)
+    /// and above --receive-wait.
     #[arg(long, env = "GEOBATCH_SHUTDOWN_GRACE", default_value = "25s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 

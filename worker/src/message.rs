@@ -48,11 +48,7 @@ impl MessageHandler {
     /// Handles `message` to the end, or releases it as soon as `abandon` turns true.
     pub async fn run(&self, message: Message, mut abandon: watch::Receiver<bool>) {
         let message_id = message.message_id().unwrap_or("(no id)").to_owned();
-        let receive_count = message
-            .attributes()
-            .and_then(|attrs| attrs.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-            .and_then(|count| count.parse().ok())
-            .unwrap_or(1);
+        let receive_count = receive_count(&message);
         let context = MessageContext {
             message_id: &message_id,
             receive_count,
@@ -238,6 +234,15 @@ impl MessageHandler {
             }
         }
     }
+}
+
+/// How many times SQS has handed `message` out, this time included (1 when SQS did not say).
+pub fn receive_count(message: &Message) -> u32 {
+    message
+        .attributes()
+        .and_then(|attrs| attrs.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(1)
 }
 
 /// Resolves once the service tells held messages to let go; never, if it cannot anymore.

@@ -3,8 +3,10 @@
 //! The loop receives only when it has a free slot, and asks for at most as many messages as
 //! it has free slots (up to SQS's 10), so a busy worker leaves messages in the queue for
 //! other workers instead of hoarding them. Each message runs in its own task ([`message`]).
-//! On the shutdown signal the loop stops receiving, lets held messages finish within
-//! `--shutdown-grace`, then releases the rest with visibility 0 and returns.
+//! On the shutdown signal the loop starts no new receive; a receive already in flight is
+//! allowed to return (within `--shutdown-grace`) and whatever it brings is released at once
+//! with visibility 0. Held messages may finish within the rest of the grace; the unfinished
+//! ones are then released with visibility 0 too, and the service returns.
 //!
 //! [`message`]: crate::message
 
@@ -15,18 +17,19 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 pub use crate::config::RunArgs;
 use crate::config::WorkerConfig;
-use crate::message::MessageHandler;
+use crate::message::{MessageHandler, receive_count};
 use crate::process::ObjectProcessor;
 use crate::protection::TaskProtection;
 use crate::results::ResultStore;
 use crate::sdk_error::error_chain;
-use crate::telemetry::{self, Metrics};
+use crate::telemetry::{self, MessageContext, Metrics};
 use crate::visibility;
 
 /// SQS's largest receive batch.
@@ -184,6 +187,13 @@ pub async fn run_with_sdk_config(
         visibility_timeout_secs = config.visibility_timeout.as_secs(),
         "worker started"
     );
+    if config.shutdown_grace < config.receive_wait {
+        tracing::warn!(
+            shutdown_grace_secs = config.shutdown_grace.as_secs_f64(),
+            receive_wait_secs = config.receive_wait.as_secs_f64(),
+            "--shutdown-grace is shorter than --receive-wait: a receive in flight at shutdown may be cut short, and messages it was given then stay hidden until their visibility timeout"
+        );
+    }
 
     let (abandon_tx, abandon_rx) = watch::channel(false);
     let held_tx = Arc::new(held_tx);
@@ -197,14 +207,14 @@ pub async fn run_with_sdk_config(
         held: &held_tx,
         abandon: &abandon_rx,
     };
-    receiver.run(&mut tasks, shutdown).await;
+    let grace_over = receiver.run(&mut tasks, shutdown).await;
 
     tracing::info!(
         held_messages = tasks.len(),
         grace_secs = config.shutdown_grace.as_secs_f64(),
         "stopped receiving; waiting for held messages"
     );
-    let finished = tokio::time::timeout(config.shutdown_grace, drain(&mut tasks)).await;
+    let finished = tokio::time::timeout_at(grace_over, drain(&mut tasks)).await;
     if finished.is_err() {
         tracing::warn!(
             held_messages = tasks.len(),
@@ -266,8 +276,8 @@ struct Receiver<'a> {
 
 impl Receiver<'_> {
     /// Receives and dispatches messages until `shutdown` resolves; spawned message tasks
-    /// are left in `tasks` for the caller to drain.
-    async fn run(&self, tasks: &mut JoinSet<()>, shutdown: impl Future<Output = ()>) {
+    /// are left in `tasks` for the caller to drain by the returned end of the shutdown grace.
+    async fn run(&self, tasks: &mut JoinSet<()>, shutdown: impl Future<Output = ()>) -> Instant {
         let Receiver {
             sqs,
             config,
@@ -300,9 +310,15 @@ impl Receiver<'_> {
                     tracing::error!(error = %err, "a message task failed");
                 }
             }
+            let receiving = receive(sqs, config, permits.len());
+            tokio::pin!(receiving);
             let received = tokio::select! {
-                () = &mut shutdown => break,
-                received = receive(sqs, config, permits.len()) => received,
+                () = &mut shutdown => {
+                    let deadline = Instant::now() + config.shutdown_grace;
+                    self.finish_receive_at_shutdown(receiving, deadline).await;
+                    return deadline;
+                }
+                received = &mut receiving => received,
             };
             let messages = match received {
                 Ok(messages) => {
@@ -344,6 +360,45 @@ impl Receiver<'_> {
                 });
             }
         }
+        Instant::now() + config.shutdown_grace
+    }
+
+    /// Lets the receive that was in flight when shutdown came return (by `deadline` at the
+    /// latest) and releases at once whatever it was given. Dropping it instead would leave
+    /// those messages hidden, held by no one, for a whole visibility timeout.
+    async fn finish_receive_at_shutdown(
+        &self,
+        receiving: impl Future<Output = Result<Vec<Message>, String>>,
+        deadline: Instant,
+    ) {
+        telemetry::shutdown_during_receive(self.config.shutdown_grace);
+        let messages = match tokio::time::timeout_at(deadline, receiving).await {
+            Ok(Ok(messages)) => messages,
+            Ok(Err(error)) => return telemetry::receive_at_shutdown_failed(&error),
+            Err(_elapsed) => {
+                return telemetry::receive_at_shutdown_abandoned(self.config.shutdown_grace);
+            }
+        };
+        if messages.is_empty() {
+            return;
+        }
+        telemetry::messages_received(self.metrics, messages.len());
+        telemetry::releasing_received_at_shutdown(messages.len());
+        let outcomes = visibility::release_now(self.sqs, &self.config.queue_url, &messages).await;
+        for (message, outcome) in messages.iter().zip(outcomes) {
+            let context = MessageContext {
+                message_id: message.message_id().unwrap_or("(no id)"),
+                receive_count: receive_count(message),
+            };
+            match outcome {
+                Ok(()) => {
+                    telemetry::message_released(self.metrics, context, "shutdown", Duration::ZERO);
+                }
+                Err(error) => {
+                    telemetry::message_call_failed(context, "ChangeMessageVisibilityBatch", &error);
+                }
+            }
+        }
     }
 }
 
@@ -351,7 +406,7 @@ async fn receive(
     sqs: &aws_sdk_sqs::Client,
     config: &WorkerConfig,
     max_messages: usize,
-) -> Result<Vec<aws_sdk_sqs::types::Message>, String> {
+) -> Result<Vec<Message>, String> {
     let output = sqs
         .receive_message()
         .queue_url(&config.queue_url)

@@ -300,6 +300,36 @@ pub fn message_released(
     );
 }
 
+/// Shutdown came while a receive was in flight: the worker lets it return instead of
+/// dropping it, because SQS may already have handed it messages.
+pub fn shutdown_during_receive(grace: Duration) {
+    tracing::info!(
+        grace_secs = grace.as_secs_f64(),
+        "shutdown requested during a receive; waiting for it so that its messages can be released"
+    );
+}
+
+/// The receive in flight at shutdown returned messages the worker will not process.
+pub fn releasing_received_at_shutdown(count: usize) {
+    tracing::info!(
+        count,
+        "releasing messages received during shutdown with visibility 0"
+    );
+}
+
+/// The receive in flight at shutdown failed: it holds no messages.
+pub fn receive_at_shutdown_failed(error: &str) {
+    tracing::warn!(error, "the receive in flight at shutdown failed");
+}
+
+/// The receive in flight at shutdown outlived the grace period and was dropped.
+pub fn receive_at_shutdown_abandoned(grace: Duration) {
+    tracing::warn!(
+        grace_secs = grace.as_secs_f64(),
+        "the receive in flight did not return within --shutdown-grace; messages it was given reappear after their visibility timeout"
+    );
+}
+
 /// An SQS call about a held message failed; SQS's own timeout will bring it back.
 pub fn message_call_failed(message: MessageContext<'_>, call: &'static str, error: &str) {
     tracing::warn!(

@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, Message};
+
 use crate::telemetry::{self, MessageContext};
 
 /// How often a held message's visibility is renewed.
@@ -42,6 +44,94 @@ pub async fn set_visibility(
         .await
         .map(drop)
         .map_err(|err| crate::sdk_error::error_chain(&err))
+}
+
+/// SQS's largest `ChangeMessageVisibilityBatch`.
+const MAX_BATCH: usize = 10;
+
+/// Makes `messages` visible again at once, in batches of up to ten, and returns one outcome
+/// per message, in order. Used for messages received while shutting down: the worker will not
+/// process them, and without this they would stay hidden for a whole visibility timeout.
+pub async fn release_now(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    messages: &[Message],
+) -> Vec<Result<(), String>> {
+    let mut outcomes = Vec::with_capacity(messages.len());
+    for batch in messages.chunks(MAX_BATCH) {
+        outcomes.extend(release_batch(sqs, queue_url, batch).await);
+    }
+    outcomes
+}
+
+async fn release_batch(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    batch: &[Message],
+) -> Vec<Result<(), String>> {
+    let mut outcomes: Vec<Result<(), String>> =
+        vec![Err("the message has no receipt handle".to_owned()); batch.len()];
+    let mut entries = Vec::with_capacity(batch.len());
+    for (index, message) in batch.iter().enumerate() {
+        let Some(receipt_handle) = message.receipt_handle() else {
+            continue;
+        };
+        match ChangeMessageVisibilityBatchRequestEntry::builder()
+            .id(index.to_string())
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(0)
+            .build()
+        {
+            Ok(entry) => {
+                outcomes[index] = Err("SQS did not report on this entry".to_owned());
+                entries.push(entry);
+            }
+            Err(err) => outcomes[index] = Err(err.to_string()),
+        }
+    }
+    if entries.is_empty() {
+        return outcomes;
+    }
+    let sent: Vec<usize> = entries
+        .iter()
+        .filter_map(|entry| entry.id().parse().ok())
+        .collect();
+    let slot = |id: &str| {
+        id.parse::<usize>()
+            .ok()
+            .filter(|index| *index < batch.len())
+    };
+    match sqs
+        .change_message_visibility_batch()
+        .queue_url(queue_url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+    {
+        Ok(output) => {
+            for done in output.successful() {
+                if let Some(index) = slot(done.id()) {
+                    outcomes[index] = Ok(());
+                }
+            }
+            for failed in output.failed() {
+                if let Some(index) = slot(failed.id()) {
+                    outcomes[index] = Err(format!(
+                        "{}: {}",
+                        failed.code(),
+                        failed.message().unwrap_or("no message")
+                    ));
+                }
+            }
+        }
+        Err(err) => {
+            let error = crate::sdk_error::error_chain(&err);
+            for index in sent {
+                outcomes[index] = Err(error.clone());
+            }
+        }
+    }
+    outcomes
 }
 
 /// Renews the message's visibility until `stop` fires (or its sender is dropped).

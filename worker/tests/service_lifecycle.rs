@@ -9,10 +9,11 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_sdk_sqs::types::{MessageSystemAttributeName, SendMessageBatchRequestEntry};
 use geobatch_common::testing::Emulator;
 use geobatch_worker::config::Processor;
-use serde_json::Value;
-use support::{RunningWorker, SAMPLE, Stack, StackOptions, scratch_file, wait_for};
+use serde_json::{Value, json};
+use support::{RunningWorker, SAMPLE, Stack, StackOptions, record, scratch_file, wait_for};
 
 fn exec(command: String) -> Processor {
     Processor::Exec {
@@ -255,6 +256,85 @@ async fn shutdown_releases_unfinished_messages_for_immediate_redelivery() {
             .output(&stack.result_key("unfinished.geojson"))
             .await
             .is_none()
+    );
+}
+
+/// A shutdown that comes while the worker is in a long poll does not strand the messages that
+/// poll is then given: the worker lets the receive return instead of dropping it, processes
+/// none of its messages, and releases them with visibility 0, so they are visible again at
+/// once rather than after their visibility timeout (ten minutes here).
+#[tokio::test]
+async fn messages_received_by_a_poll_interrupted_by_shutdown_are_visible_again_at_once() {
+    let stack = Stack::new(StackOptions::default()).await;
+    let late = ["late-1.geojson", "late-2.geojson", "late-3.geojson"];
+    for key in late.iter().chain(&["warm-up.geojson"]) {
+        stack.put(key, SAMPLE).await;
+    }
+    let mut config = stack.config();
+    config.visibility_timeout = Duration::from_secs(600);
+    config.receive_wait = Duration::from_secs(20);
+    config.shutdown_grace = Duration::from_secs(30);
+    let mut worker = RunningWorker::start(&stack, config);
+    // Once a first file is done and the queue is empty, the worker is in a 20 s long poll.
+    stack.send_event(&["warm-up.geojson"]).await;
+    stack
+        .wait_output(&stack.result_key("warm-up.geojson"))
+        .await;
+    stack.wait_drained().await;
+
+    worker.request_shutdown();
+    let entries = late.iter().enumerate().map(|(index, key)| {
+        let body =
+            json!({"Records": [record(&stack.input_bucket, key, "ObjectCreated:Put", "2.1")]});
+        SendMessageBatchRequestEntry::builder()
+            .id(index.to_string())
+            .message_body(body.to_string())
+            .build()
+            .expect("batch entry")
+    });
+    let sent = stack
+        .sqs
+        .send_message_batch()
+        .queue_url(&stack.queue_url)
+        .set_entries(Some(entries.collect()))
+        .send()
+        .await
+        .expect("send the late messages");
+    assert!(sent.failed().is_empty(), "{:?}", sent.failed());
+    worker.stop().await;
+
+    assert_eq!(
+        stack.counts(&stack.queue_url).await,
+        (3, 0),
+        "no late message is left hidden"
+    );
+    let again = stack
+        .sqs
+        .receive_message()
+        .queue_url(&stack.queue_url)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+        .send()
+        .await
+        .expect("receive");
+    let counts: Vec<u32> = again
+        .messages()
+        .iter()
+        .map(geobatch_worker::message::receive_count)
+        .collect();
+    assert_eq!(
+        counts.len(),
+        3,
+        "every late message can be received at once"
+    );
+    assert!(
+        counts.contains(&2),
+        "the interrupted poll did receive late messages before releasing them: {counts:?}"
+    );
+    assert_eq!(
+        stack.output_keys().await,
+        vec![stack.result_key("warm-up.geojson")],
+        "messages received during shutdown are not processed"
     );
 }
 

@@ -359,11 +359,16 @@ impl RunningWorker {
         }
     }
 
-    /// Sends the shutdown signal and waits for the service to return.
-    pub async fn stop(mut self) {
+    /// Sends the shutdown signal without waiting for the service to return.
+    pub fn request_shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _sent = stop.send(());
         }
+    }
+
+    /// Sends the shutdown signal (unless already sent) and waits for the service to return.
+    pub async fn stop(mut self) {
+        self.request_shutdown();
         tokio::time::timeout(DEADLINE, &mut self.handle)
             .await
             .expect("the worker stops")
