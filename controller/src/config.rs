@@ -161,20 +161,22 @@ pub struct Pool {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {cause}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// What the OS said.
-        source: std::io::Error,
+        /// What the OS said. Part of the message rather than an error source, so that a
+        /// printed error chain says it once.
+        cause: std::io::Error,
     },
     /// The file is not valid TOML or has a field of the wrong type or an unknown field.
-    #[error("config file {path} is not valid: {source}")]
+    #[error("config file {path} is not valid: {cause}")]
     Parse {
         /// The file.
         path: PathBuf,
-        /// The parser's message, which names the line and field.
-        source: Box<toml::de::Error>,
+        /// The parser's message, which names the line and field; part of the message rather
+        /// than an error source, so that a printed error chain says it once.
+        cause: Box<toml::de::Error>,
     },
     /// A field has a value the controller cannot run with.
     #[error("config field `{field}` {problem}; fix: {fix}")]
@@ -191,17 +193,17 @@ pub enum ConfigError {
 impl ConfigFile {
     /// Parses TOML text; `path` only names the source in errors.
     pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
-        toml::from_str(text).map_err(|source| ConfigError::Parse {
+        toml::from_str(text).map_err(|cause| ConfigError::Parse {
             path: path.to_owned(),
-            source: Box::new(source),
+            cause: Box::new(cause),
         })
     }
 
     /// Reads and parses a file.
     pub fn read(path: &Path) -> Result<ConfigFile, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         ConfigFile::parse(&text, path)
     }
