@@ -21,6 +21,8 @@ pub const REGION: &str = "us-east-1";
 pub const ACCOUNT_ID: &str = "123456789012";
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How many free ports [`Emulator::start`] tries before it gives up.
+const PORT_ATTEMPTS: usize = 5;
 
 /// A running moto server. Dropping it stops the server.
 ///
@@ -34,14 +36,28 @@ pub struct Emulator {
 
 impl Emulator {
     /// Starts a private emulator, for tests that stop or restart it.
+    ///
+    /// The port is picked free but released before moto binds it, so another listener of
+    /// the test process can take it in between; moto then exits, and the emulator is started
+    /// again on a new port.
     pub fn start() -> Emulator {
-        let port = free_port();
-        Emulator::start_on(port)
+        let mut last_failure = String::new();
+        for _attempt in 0..PORT_ATTEMPTS {
+            match Emulator::try_start_on(free_port()) {
+                Ok(emulator) => return emulator,
+                Err(failure) => last_failure = failure,
+            }
+        }
+        panic!("{last_failure}");
     }
 
     /// Starts an emulator on a given port: lets a test bring the emulator back where clients
     /// already point after stopping it.
     pub fn start_on(port: u16) -> Emulator {
+        Emulator::try_start_on(port).unwrap_or_else(|failure| panic!("{failure}"))
+    }
+
+    fn try_start_on(port: u16) -> Result<Emulator, String> {
         let server = moto_server_path();
         assert!(
             server.is_file(),
@@ -50,9 +66,13 @@ impl Emulator {
              tests need the emulator and do not skip without it.",
             server.display()
         );
+        // The shell lives exactly as long as moto (so a moto that dies is seen as an exited
+        // child), and a reader of its stdin, passed on as fd 3 because a background job's
+        // stdin is /dev/null, kills moto when the pipe closes.
         let script = format!(
-            "'{}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & pid=$!; \
-             read _ignored; kill $pid 2>/dev/null; wait $pid 2>/dev/null; exit 0",
+            "exec 3<&0; '{}' -H 127.0.0.1 -p {port} </dev/null >/dev/null 2>&1 & pid=$!; \
+             {{ read _ignored <&3; kill $pid 2>/dev/null; }} & \
+             wait $pid 2>/dev/null; exit 0",
             server.display()
         );
         let mut child = Command::new("sh")
@@ -71,8 +91,12 @@ impl Emulator {
             guard: Mutex::new(Some((child, stdin))),
             port,
         };
-        emulator.wait_until_ready();
-        emulator
+        if let Err(failure) = emulator.wait_until_ready() {
+            // Not ours to wait for: the port may belong to whoever holds it.
+            emulator.end_server();
+            return Err(failure);
+        }
+        Ok(emulator)
     }
 
     /// One emulator shared by every test of this test binary; tests isolate themselves by
@@ -134,27 +158,40 @@ impl Emulator {
 
     /// Stops the server now (for tests of what happens while AWS is unreachable).
     pub fn stop(&self) {
+        if self.end_server() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// Ends the guard shell and with it moto; false if it was already ended.
+    fn end_server(&self) -> bool {
         let taken = self
             .guard
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
-        if let Some((mut child, stdin)) = taken {
-            drop(stdin);
-            let _exited = child.wait();
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
+        match taken {
+            Some((mut child, stdin)) => {
+                drop(stdin);
+                let _exited = child.wait();
+                true
+            }
+            None => false,
         }
     }
 
-    fn wait_until_ready(&self) {
+    /// Waits until moto itself answers on the port: an open port alone could be another
+    /// listener that took it first.
+    fn wait_until_ready(&self) -> Result<(), String> {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
+            let answered = self
+                .try_request("GET", "/moto-api/data.json")
+                .is_some_and(|response| response.starts_with("HTTP/1.1 200"));
             let exited = {
                 let mut guard = self
                     .guard
@@ -165,32 +202,41 @@ impl Emulator {
                     None => true,
                 }
             };
+            if answered && !exited {
+                return Ok(());
+            }
             if exited || Instant::now() > deadline {
-                panic!(
+                return Err(format!(
                     "the moto emulator did not start on 127.0.0.1:{} within {:?}. \
                      Run `make venv` to install the pinned moto[server] into .venv, or set \
                      GEOBATCH_MOTO_SERVER to a moto_server executable. Integration tests \
                      need it and do not skip without it.",
                     self.port, STARTUP_TIMEOUT
-                );
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     fn request(&self, method: &str, path: &str) -> String {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port))
-            .unwrap_or_else(|err| panic!("cannot reach moto on port {}: {err}", self.port));
+        self.try_request(method, path)
+            .unwrap_or_else(|| panic!("cannot reach moto on port {}", self.port))
+    }
+
+    /// One HTTP/1.1 exchange, or `None` when nothing accepts or answers on the port.
+    fn try_request(&self, method: &str, path: &str) -> Option<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
         let request = format!(
             "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
             self.port
         );
-        stream
-            .write_all(request.as_bytes())
-            .unwrap_or_else(|err| panic!("writing to moto failed: {err}"));
+        stream.write_all(request.as_bytes()).ok()?;
         let mut response = String::new();
         let _read = stream.read_to_string(&mut response);
-        response
+        Some(response)
     }
 }
 

@@ -47,3 +47,13 @@ async fn reset_clears_a_private_emulator() {
     let buckets = s3.list_buckets().send().await.expect("list buckets");
     assert!(buckets.buckets().is_empty(), "reset left {buckets:?}");
 }
+
+/// A port that another listener holds is not taken for a running emulator: moto cannot bind
+/// it and exits, and the harness says so instead of handing tests someone else's server.
+#[test]
+#[should_panic(expected = "did not start")]
+fn a_port_held_by_another_listener_is_not_mistaken_for_the_emulator() {
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let port = squatter.local_addr().expect("bound address").port();
+    let _emulator = Emulator::start_on(port);
+}
