@@ -252,14 +252,7 @@ impl<'a> Cursor<'a> {
         let mut mantissa: u64 = 0;
         let mut digits = 0u32;
         let int_start = i;
-        while let Some(&b) = bytes.get(i) {
-            if !b.is_ascii_digit() {
-                break;
-            }
-            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
-            digits += 1;
-            i += 1;
-        }
+        i = accumulate_digits(bytes, i, &mut mantissa, &mut digits);
         if i == int_start {
             self.pos = i;
             return Err(self.unexpected("a number"));
@@ -272,14 +265,7 @@ impl<'a> Cursor<'a> {
         if bytes.get(i) == Some(&b'.') {
             i += 1;
             let frac_start = i;
-            while let Some(&b) = bytes.get(i) {
-                if !b.is_ascii_digit() {
-                    break;
-                }
-                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
-                digits += 1;
-                i += 1;
-            }
+            i = accumulate_digits(bytes, i, &mut mantissa, &mut digits);
             if i == frac_start {
                 self.pos = i;
                 return Err(self.unexpected("a digit after the decimal point"));
@@ -477,6 +463,22 @@ fn hex4(chars: &mut std::str::Chars<'_>) -> Option<u32> {
         value = value * 16 + chars.next()?.to_digit(16)?;
     }
     Some(value)
+}
+
+/// Reads the decimal digits from `i` into `mantissa` (wrapping: `digits` tells the caller
+/// whether the value still fits the fast path) and returns the index after the last digit.
+/// Shared by a number's integer and fraction parts, which accumulate into one mantissa.
+#[inline]
+fn accumulate_digits(bytes: &[u8], mut i: usize, mantissa: &mut u64, digits: &mut u32) -> usize {
+    while let Some(&b) = bytes.get(i) {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        *mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
+        *digits += 1;
+        i += 1;
+    }
+    i
 }
 
 #[cfg(test)]
