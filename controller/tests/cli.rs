@@ -21,21 +21,26 @@ fn write_config(dir: &Path, fleet: &Fleet) -> std::path::PathBuf {
     path
 }
 
-#[test]
-fn check_config_prints_the_effective_config() {
+/// A minimal valid pool; tests append the fields they vary.
+const MINIMAL_POOL: &str = "[[pool]]\nname = \"geo\"\n\
+    queue_url = \"https://sqs.us-east-1.amazonaws.com/1/q\"\n\
+    cluster = \"c\"\nservice = \"s\"\nauto_scaling_group = \"g\"\n";
+
+/// Runs `check-config` on the minimal pool plus `extra` lines.
+fn check_config(extra: &str) -> std::process::Output {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("c.toml");
-    std::fs::write(
-        &path,
-        "[[pool]]\nname = \"geo\"\nqueue_url = \"https://sqs.us-east-1.amazonaws.com/1/q\"\n\
-         cluster = \"c\"\nservice = \"s\"\nauto_scaling_group = \"g\"\n",
-    )
-    .expect("write");
-    let output = Command::new(BINARY)
+    std::fs::write(&path, format!("{MINIMAL_POOL}{extra}")).expect("write");
+    Command::new(BINARY)
         .arg("check-config")
         .arg(&path)
         .output()
-        .expect("run");
+        .expect("run")
+}
+
+#[test]
+fn check_config_prints_the_effective_config() {
+    let output = check_config("");
     assert!(output.status.success(), "{output:?}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("valid"), "{stdout}");
@@ -50,19 +55,7 @@ fn check_config_prints_the_effective_config() {
 
 #[test]
 fn check_config_names_the_field_and_the_fix() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("c.toml");
-    std::fs::write(
-        &path,
-        "[[pool]]\nname = \"geo\"\nqueue_url = \"https://sqs.us-east-1.amazonaws.com/1/q\"\n\
-         cluster = \"c\"\nservice = \"s\"\nauto_scaling_group = \"g\"\nmax_tasks = 0\n",
-    )
-    .expect("write");
-    let output = Command::new(BINARY)
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .expect("run");
+    let output = check_config("max_tasks = 0\n");
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("pool \"geo\".max_tasks"), "{stderr}");
