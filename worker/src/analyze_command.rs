@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::analysis::{AnalysisError, AnalysisOptions, ErrorKind, Report, analyze_reader};
+use geobatch_analysis::{AnalysisError, AnalysisOptions, ErrorKind, Report, analyze_reader};
 
 /// Inputs smaller than this get no progress line.
 const PROGRESS_MIN_BYTES: u64 = 16 << 20;
@@ -38,7 +38,7 @@ pub struct AnalyzeArgs {
     pub max_feature_bytes: u64,
     /// Reject JSON nested deeper than this (the top-level object counts as 1).
     #[arg(long, value_name = "DEPTH", default_value_t = AnalysisOptions::default().max_nesting_depth as u64,
-          value_parser = clap::value_parser!(u64).range(1..=crate::analysis::MAX_NESTING_DEPTH as u64))]
+          value_parser = clap::value_parser!(u64).range(1..=geobatch_analysis::MAX_NESTING_DEPTH as u64))]
     pub max_depth: u64,
     /// Keep at most this many invalid-geometry samples per report.
     #[arg(long, value_name = "N", default_value_t = AnalysisOptions::default().max_invalid_samples)]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use geobatch_common::telemetry::LogFormat;
 
-use crate::analysis::AnalysisOptions;
+use geobatch_analysis::AnalysisOptions;
 
 /// SQS's upper bound for a message's visibility timeout (12 hours).
 const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);

@@ -1,7 +1,9 @@
 //! geobatch's worker: turns uploaded GeoJSON into analysis results.
 //!
+//! The analysis itself is the `geobatch-analysis` crate (`worker/analysis/`), which has no
+//! AWS or async dependencies.
+//!
 //! # Layout
-//! - [`analysis`]: the pure, streaming GeoJSON analysis (no I/O beyond the reader it is given).
 //! - [`analyze_command`]: `geobatch-worker analyze`, the local command-line front end.
 //! - [`service`]: `geobatch-worker run`: the receive loop, concurrency and shutdown.
 //! - [`config`]: the flags of `run`, validated into [`config::WorkerConfig`].
@@ -16,7 +18,6 @@
 //! - [`telemetry`]: the worker's observable events: log lines and Prometheus metrics.
 //! - [`sdk_error`]: what an AWS SDK error means for a message.
 
-pub mod analysis;
 pub mod analyze_command;
 pub mod config;
 pub mod event;

@@ -8,12 +8,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::analysis::{self, AnalysisOptions, ErrorKind};
 use crate::config::{Processor, WorkerConfig};
 use crate::event::ObjectRef;
 use crate::exec::{self, ExecFailure};
 use crate::fetch::{self, Download, FetchError};
 use crate::results::{self, ErrorDetail, ObjectSource, Outcome, ResultStore};
+use geobatch_analysis::{self as analysis, AnalysisOptions, ErrorKind};
 
 /// How processing an object ended, when it did not need a retry.
 #[derive(Debug, Clone, PartialEq, Eq)]

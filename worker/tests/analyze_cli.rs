@@ -20,7 +20,7 @@ fn real(name: &str) -> PathBuf {
 
 fn bad(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/bad")
+        .join("analysis/tests/data/bad")
         .join(name)
 }
 

@@ -650,7 +650,7 @@ fn collinear(p1: Xy, p2: Xy, q1: Xy, q2: Xy) -> Hit {
 #[cfg(test)]
 mod test {
     use super::*;
-    use crate::analysis::feature::{Shape, parse};
+    use crate::feature::{Shape, parse};
 
     fn validity(geometry: &str) -> Validity {
         let parsed = parse(geometry.as_bytes(), 0, Shape::Geometry).expect("test geometry parses");

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use geobatch_worker::analysis::{AnalysisOptions, ErrorKind, Report, analyze_file, analyze_reader};
+use geobatch_analysis::{AnalysisOptions, ErrorKind, Report, analyze_file, analyze_reader};
 
 fn data(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -12,7 +12,7 @@ fn data(path: &str) -> PathBuf {
         .join(path)
 }
 
-fn analyze(path: &str) -> Result<Report, geobatch_worker::analysis::AnalysisError> {
+fn analyze(path: &str) -> Result<Report, geobatch_analysis::AnalysisError> {
     analyze_file(&data(path), &AnalysisOptions::default())
 }
 
@@ -142,7 +142,7 @@ fn hostile_nesting_is_rejected_without_recursion() {
     assert_eq!(err.offset, Some(open_at + 60));
     // With the limit at its maximum, collections nested to that depth parse, and are measured,
     // checked and dropped on the analysis threads without overflowing their stacks.
-    let depth = (geobatch_worker::analysis::MAX_NESTING_DEPTH - 3) / 2;
+    let depth = (geobatch_analysis::MAX_NESTING_DEPTH - 3) / 2;
     let mut nested = String::new();
     for _ in 0..depth {
         nested.push_str(r#"{"type":"GeometryCollection","geometries":["#);
@@ -153,7 +153,7 @@ fn hostile_nesting_is_rejected_without_recursion() {
     }
     let report = analyze_reader(
         nested.as_bytes(),
-        &options_with(1 << 26, geobatch_worker::analysis::MAX_NESTING_DEPTH * 4),
+        &options_with(1 << 26, geobatch_analysis::MAX_NESTING_DEPTH * 4),
     )
     .expect("deep collection");
     assert_eq!(report.vertices, 1);

@@ -3,13 +3,13 @@
 
 use std::path::PathBuf;
 
-use geobatch_worker::analysis::{AnalysisOptions, Report, analyze_file};
+use geobatch_analysis::{AnalysisOptions, Report, analyze_file};
 
 /// The real-data folder: `$GEOBATCH_REAL_DATA`, or `shared/data/real` beside the checkout.
 /// Missing data fails the test loudly; it never skips.
 fn real_data() -> PathBuf {
     let dir = std::env::var_os("GEOBATCH_REAL_DATA").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/real"),
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/real"),
         PathBuf::from,
     );
     assert!(

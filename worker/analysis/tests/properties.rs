@@ -1,6 +1,6 @@
 //! Property tests of the analysis: invariants that must hold for any polygon or input.
 
-use geobatch_worker::analysis::{AnalysisOptions, Report, analyze_reader};
+use geobatch_analysis::{AnalysisOptions, Report, analyze_reader};
 use proptest::prelude::*;
 
 fn analyze(text: &str, threads: usize) -> Report {
