@@ -31,7 +31,8 @@ fn long_and_short() -> Scenario {
 
 fn run(kind: PolicyKind, scenario: &Scenario, seed: u64) -> RunOutcome {
     let config = SimConfig::default();
-    let geobatch = GeobatchSettings::defaults_for(&config.model);
+    let geobatch =
+        GeobatchSettings::defaults_for(&config.model).expect("the controller defaults are valid");
     simulate(scenario, kind, &config, &geobatch, seed).expect("the run balances")
 }
 
