@@ -84,6 +84,22 @@ impl Action {
             Action::TerminateInstance { .. } => "TerminateInstanceInAutoScalingGroup",
         }
     }
+
+    /// Whether this call must wait for the next poll when `earlier`, a call before it in the
+    /// same plan, failed. Calls are otherwise independent: a group that refuses a new
+    /// desired capacity (say its MaxSize was lowered) must not keep the service from
+    /// scaling onto the instances it has. The one dependency is the drain on scale-in: an
+    /// idle instance is surplus only once the service's lower count went through; while the
+    /// service keeps its old count, ECS may need that instance to place a task.
+    pub fn needs(&self, earlier: &Action) -> bool {
+        matches!(
+            (self, earlier),
+            (
+                Action::DrainContainerInstance { .. },
+                Action::UpdateService { .. }
+            )
+        )
+    }
 }
 
 impl fmt::Display for Action {
@@ -130,7 +146,8 @@ impl fmt::Display for Action {
 }
 
 /// The calls that carry out `decision` for a pool as `snapshot` saw it, in the order to make
-/// them. The first call that fails should stop the rest for this poll.
+/// them. Each call is made on its own: one that fails stops only the calls that need it
+/// ([`Action::needs`]), and the next poll plans again from what it sees.
 pub fn plan(pool: &Pool, snapshot: &PoolSnapshot, decision: &Decision) -> Vec<Action> {
     let (Some(service), Some(group)) =
         (snapshot.observation.service, snapshot.observation.instances)
