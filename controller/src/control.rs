@@ -260,8 +260,8 @@ impl<O: Observer, A: Actuator> PoolLoop<O, A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::{ContainerInstance, Host};
-    use crate::policy::{InstanceGroup, Observation, PoolPolicy, QueueDepth, ServiceTasks};
+    use crate::plan::tests::{host, pool, snapshot};
+    use crate::policy::{PoolPolicy, QueueDepth};
 
     /// Sees the same pool on every poll.
     struct Fixed(PoolSnapshot);
@@ -294,64 +294,30 @@ mod tests {
         }
     }
 
-    fn pool() -> Pool {
+    /// A pool that scales in as soon as the queue is empty, so one poll shows the plan.
+    fn eager_pool() -> Pool {
         Pool {
-            name: "geo".into(),
-            queue_url: "http://127.0.0.1/1/q".into(),
-            queue_name: "q".into(),
-            cluster: "c".into(),
-            service: "s".into(),
-            auto_scaling_group: "g".into(),
-            poll_interval: Duration::from_secs(1),
             policy: PoolPolicy {
                 scale_in_stabilization: Duration::ZERO,
                 idle_window: Duration::ZERO,
                 require_empty_receives: false,
                 ..PoolPolicy::default()
             },
+            ..pool()
         }
     }
 
-    fn host(id: &str, status: &str) -> Host {
-        Host {
-            instance_id: id.into(),
-            lifecycle_state: "InService".into(),
-            container: Some(ContainerInstance {
-                arn: format!("arn:{id}"),
-                status: status.into(),
-                running_tasks: 0,
-                pending_tasks: 0,
-            }),
-        }
-    }
-
-    fn snapshot(visible: u64, tasks: u32, instances: u32, hosts: Vec<Host>) -> PoolSnapshot {
-        PoolSnapshot {
-            observation: Observation {
-                queue: Some(QueueDepth {
-                    visible,
-                    ..QueueDepth::default()
-                }),
-                service: Some(ServiceTasks {
-                    desired: tasks,
-                    running: tasks,
-                    pending: 0,
-                }),
-                instances: Some(InstanceGroup {
-                    desired: instances,
-                    in_service: instances,
-                }),
-                latest_empty_receives: None,
-            },
-            hosts: Some(hosts),
-            cloudwatch_visible: None,
-            errors: Vec::new(),
-        }
+    fn with_backlog(mut snapshot: PoolSnapshot, visible: u64) -> PoolSnapshot {
+        snapshot.observation.queue = Some(QueueDepth {
+            visible,
+            ..QueueDepth::default()
+        });
+        snapshot
     }
 
     fn pool_loop(snapshot: PoolSnapshot, refused: &'static str) -> PoolLoop<Fixed, Refusing> {
         PoolLoop::new(
-            pool(),
+            eager_pool(),
             Fixed(snapshot),
             Refusing {
                 refused,
@@ -367,7 +333,10 @@ mod tests {
     /// poll counts as failed (back-off), and the next poll tries it again.
     #[tokio::test]
     async fn a_refused_capacity_call_does_not_stop_the_service_update() {
-        let mut pool_loop = pool_loop(snapshot(3, 0, 0, vec![]), "SetDesiredCapacity");
+        let mut pool_loop = pool_loop(
+            with_backlog(snapshot(0, 0, vec![]), 3),
+            "SetDesiredCapacity",
+        );
 
         let tick = pool_loop.tick().await;
 
@@ -396,8 +365,8 @@ mod tests {
     /// waits, but the termination of an instance already drained and idle goes ahead.
     #[tokio::test]
     async fn a_failed_service_update_holds_only_the_drain_that_needs_it() {
-        let hosts = vec![host("i-1", "ACTIVE"), host("i-2", "DRAINING")];
-        let mut pool_loop = pool_loop(snapshot(0, 2, 2, hosts), "UpdateService");
+        let hosts = vec![host("i-1", "ACTIVE", 0), host("i-2", "DRAINING", 0)];
+        let mut pool_loop = pool_loop(snapshot(2, 2, hosts), "UpdateService");
 
         let tick = pool_loop.tick().await;
 

@@ -235,13 +235,13 @@ fn count(n: usize) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::observe::ContainerInstance;
     use crate::policy::{InstanceGroup, Observation, PoolPolicy, QueueDepth, Reason, ServiceTasks};
     use std::time::Duration;
 
-    fn pool() -> Pool {
+    pub(crate) fn pool() -> Pool {
         Pool {
             name: "geo".into(),
             queue_url: "http://127.0.0.1/1/q".into(),
@@ -254,7 +254,7 @@ mod tests {
         }
     }
 
-    fn host(id: &str, status: &str, running: u32) -> Host {
+    pub(crate) fn host(id: &str, status: &str, running: u32) -> Host {
         Host {
             instance_id: id.into(),
             lifecycle_state: "InService".into(),
@@ -267,7 +267,7 @@ mod tests {
         }
     }
 
-    fn snapshot(tasks: u32, instances: u32, hosts: Vec<Host>) -> PoolSnapshot {
+    pub(crate) fn snapshot(tasks: u32, instances: u32, hosts: Vec<Host>) -> PoolSnapshot {
         PoolSnapshot {
             observation: Observation {
                 queue: Some(QueueDepth::default()),
