@@ -1,7 +1,8 @@
 //! The geobatch controller in the simulator: the live control loop itself.
 //!
 //! Nothing of the controller is re-implemented here. The simulated world gets an
-//! [`Observer`], an [`Actuator`] and a [`Clock`], and the loop `geobatch-controller run`
+//! [`Observer`] ([`SimObserver`]), an [`Actuator`] and a [`Clock`] ([`WorldHandle`]), and the
+//! loop `geobatch-controller run`
 //! runs — [`PoolLoop::tick`]: observe, [`crate::policy::decide`], [`crate::plan::plan`],
 //! act — runs through them, with the same [`ErrorPolicy`] setting the wait until the next
 //! poll. So the plan's safety rules (scale in through the service, drain an idle instance,
@@ -99,19 +100,23 @@ impl Observer for SimObserver<'_> {
     }
 }
 
-/// Makes the controller's calls against the simulated world.
-pub struct SimActuator<'a> {
+/// A handle on the shared world that is the loop's actuator (the controller's calls, made
+/// against the simulated AWS) and its clock (simulated time; the epoch is the start of the
+/// run).
+pub struct WorldHandle<'a> {
     world: SharedWorld<'a>,
 }
 
-impl<'a> SimActuator<'a> {
-    /// An actuator on `world`.
-    pub fn new(world: SharedWorld<'a>) -> Self {
-        SimActuator { world }
+impl<'a> WorldHandle<'a> {
+    /// A handle on `world`.
+    pub fn new(world: &SharedWorld<'a>) -> Self {
+        WorldHandle {
+            world: Arc::clone(world),
+        }
     }
 }
 
-impl Actuator for SimActuator<'_> {
+impl Actuator for WorldHandle<'_> {
     fn dry_run(&self) -> bool {
         false
     }
@@ -121,19 +126,7 @@ impl Actuator for SimActuator<'_> {
     }
 }
 
-/// The world's simulated time as the loop's clock; its epoch is the start of the run.
-pub struct SimClock<'a> {
-    world: SharedWorld<'a>,
-}
-
-impl<'a> SimClock<'a> {
-    /// The clock of `world`.
-    pub fn new(world: SharedWorld<'a>) -> Self {
-        SimClock { world }
-    }
-}
-
-impl Clock for SimClock<'_> {
+impl Clock for WorldHandle<'_> {
     fn now(&self) -> Duration {
         Duration::from_millis(lock(&self.world).now_ms())
     }
@@ -147,15 +140,22 @@ pub fn run(
     seed: u64,
 ) -> Result<RunOutcome, SimError> {
     let world = new_world(scenario, model, settings, seed);
-    let pool_loop = PoolLoop::with_clock(
+    drive(&world, sim_loop(&world, settings), settings.max_backoff)
+}
+
+/// The controller's loop for the pool of `settings`, observing and acting on `world`.
+pub fn sim_loop<'a>(
+    world: &SharedWorld<'a>,
+    settings: &GeobatchSettings,
+) -> PoolLoop<SimObserver<'a>, WorldHandle<'a>, WorldHandle<'a>> {
+    PoolLoop::with_clock(
         settings.pool.clone(),
-        SimObserver::new(Arc::clone(&world), settings.cloudwatch_interval),
-        SimActuator::new(Arc::clone(&world)),
-        SimClock::new(Arc::clone(&world)),
+        SimObserver::new(Arc::clone(world), settings.cloudwatch_interval),
+        WorldHandle::new(world),
+        WorldHandle::new(world),
         DecisionLog::discard(),
         Metrics::default(),
-    );
-    drive(&world, pool_loop, settings.max_backoff)
+    )
 }
 
 /// A world for the controller's loop to run against.
@@ -348,11 +348,11 @@ mod tests {
                     seen: Arc::clone(&seen),
                 },
                 TapActuator {
-                    inner: SimActuator::new(Arc::clone(&world)),
+                    inner: WorldHandle::new(&world),
                     calls: Arc::clone(&sim_calls),
                 },
                 TapClock {
-                    inner: SimClock::new(Arc::clone(&world)),
+                    inner: WorldHandle::new(&world),
                     readings: Arc::clone(&times),
                 },
                 DecisionLog::discard(),
@@ -455,14 +455,7 @@ mod tests {
         let model = ModelParams::default();
         let settings = settings(&model);
         let world = new_world(&scenario, &model, &settings, 1);
-        let mut pool_loop = PoolLoop::with_clock(
-            settings.pool.clone(),
-            SimObserver::new(Arc::clone(&world), settings.cloudwatch_interval),
-            SimActuator::new(Arc::clone(&world)),
-            SimClock::new(Arc::clone(&world)),
-            DecisionLog::discard(),
-            Metrics::default(),
-        );
+        let mut pool_loop = sim_loop(&world, &settings);
         let busy = loop {
             assert!(lock(&world).next_tick().expect("runs"), "ended before work");
             let tick = run_now(pool_loop.tick()).expect("never waits");
