@@ -129,6 +129,26 @@ fn kernel(c: &mut Criterion) {
                 .sum::<f64>()
         });
     });
+    // The same rings through `geographiclib-rs`'s general PolygonArea, which the engine used
+    // before its own kernel: the A/B comparison in one run.
+    let wgs84 = geographiclib_rs::Geodesic::wgs84();
+    group.bench_function("geographiclib_polygon_area/200x50", |b| {
+        b.iter(|| {
+            rings
+                .iter()
+                .map(|ring| {
+                    let mut polygon = geographiclib_rs::PolygonArea::new(
+                        &wgs84,
+                        geographiclib_rs::Winding::CounterClockwise,
+                    );
+                    for &[lon, lat] in &black_box(ring)[..ring.len() - 1] {
+                        polygon.add_point(lat, lon);
+                    }
+                    polygon.compute(true).1.abs()
+                })
+                .sum::<f64>()
+        });
+    });
     group.finish();
 }
 

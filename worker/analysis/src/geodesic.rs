@@ -1,5 +1,5 @@
-//! Geodesic area, perimeter and length on the WGS84 ellipsoid (Karney's algorithms, through
-//! `geographiclib-rs`).
+//! Geodesic area, perimeter and length on the WGS84 ellipsoid (Karney's algorithms: the
+//! per-edge kernel of `edge`, with `geographiclib-rs` for the edges outside its domain).
 //!
 //! Positions are `[longitude, latitude]` in degrees, as in GeoJSON.
 //!
@@ -24,12 +24,13 @@
 
 use std::sync::LazyLock;
 
-use geographiclib_rs::{Geodesic, InverseGeodesic, PolygonArea, Winding};
+use geographiclib_rs::Geodesic;
 
+use super::edge::{self, Kernel};
 use super::geometry::{Geometry, GeometryType, Xy};
 
-/// The WGS84 ellipsoid with its series coefficients, computed once per process.
-static WGS84: LazyLock<Geodesic> = LazyLock::new(Geodesic::wgs84);
+/// The WGS84 ellipsoid's constants and series coefficients, computed once per process.
+static WGS84: LazyLock<Kernel> = LazyLock::new(|| Kernel::new(Geodesic::wgs84()));
 
 /// Geodesic figures of one geometry, in metres and square metres.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -106,28 +107,106 @@ pub fn ring_perimeter_area(ring: &[[f64; 2]]) -> (f64, f64) {
     if open.len() < 2 {
         return (0.0, 0.0);
     }
-    let mut polygon = PolygonArea::new(&WGS84, Winding::CounterClockwise);
-    for &[lon, lat] in open {
-        polygon.add_point(lat, lon);
+    let kernel = &*WGS84;
+    // Edges in order, the closing one last, summed as `geographiclib`'s PolygonArea does.
+    let (mut perimeter, mut area, mut crossings) = (0.0, 0.0, 0);
+    for (index, &[lon1, lat1]) in open.iter().enumerate() {
+        let [lon2, lat2] = open[(index + 1) % open.len()];
+        let terms = kernel.edge(lat1, lon1, lat2, lon2);
+        perimeter += terms.distance;
+        area += terms.area;
+        crossings += edge::transit(lon1, lon2);
     }
-    // Signed, so a clockwise ring gives minus its area rather than the planet minus it.
-    let (perimeter, area, _) = polygon.compute(true);
+    // Counter-clockwise positive and reduced to (-planet/2, planet/2], so a clockwise ring
+    // gives minus its area rather than the planet minus it.
+    let planet = kernel.planet_area();
+    let mut area = area % planet;
+    if crossings % 2 != 0 {
+        area += if area < 0.0 {
+            planet / 2.0
+        } else {
+            -planet / 2.0
+        };
+    }
+    area = -area;
+    if area > planet / 2.0 {
+        area -= planet;
+    } else if area <= -planet / 2.0 {
+        area += planet;
+    }
     (perimeter, area.abs())
 }
 
 /// Geodesic length (m) of a line of `[longitude, latitude]` positions.
 pub fn line_length(line: &[[f64; 2]]) -> f64 {
+    let kernel = &*WGS84;
     line.windows(2)
         .map(|pair| {
-            let distance: f64 = WGS84.inverse(pair[0][1], pair[0][0], pair[1][1], pair[1][0]);
-            distance
+            kernel
+                .edge(pair[0][1], pair[0][0], pair[1][1], pair[1][0])
+                .distance
         })
         .sum()
 }
 
 #[cfg(test)]
 mod test {
+    use geographiclib_rs::{PolygonArea, Winding};
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// `geographiclib`'s own polygon area of `ring`, as the engine computed it before the
+    /// kernel: the reference the kernel must reproduce.
+    fn library_ring(ring: &[Xy]) -> (f64, f64) {
+        let open = &ring[..ring.len() - 1];
+        let geodesic = Geodesic::wgs84();
+        let mut polygon = PolygonArea::new(&geodesic, Winding::CounterClockwise);
+        for &[lon, lat] in open {
+            polygon.add_point(lat, lon);
+        }
+        let (perimeter, area, _) = polygon.compute(true);
+        (perimeter, area.abs())
+    }
+
+    proptest! {
+        /// Star-shaped rings of any size, anywhere: around a pole, across the antimeridian,
+        /// from a building to a continent.
+        #[test]
+        fn rings_match_the_library(
+            lon in -180f64..180.0,
+            lat in -90f64..90.0,
+            radius in prop::sample::select(vec![1e-5, 1e-3, 0.05, 1.0, 10.0, 40.0]),
+            wobble in prop::collection::vec(0.6f64..1.0, 3..60),
+            clockwise in any::<bool>(),
+        ) {
+            let n = wobble.len();
+            let mut ring: Vec<Xy> = wobble
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let angle = std::f64::consts::TAU * i as f64 / n as f64;
+                    let x = lon + radius * r * angle.cos();
+                    let y = (lat + radius * r * angle.sin()).clamp(-90.0, 90.0);
+                    [if x > 180.0 { x - 360.0 } else if x < -180.0 { x + 360.0 } else { x }, y]
+                })
+                .collect();
+            if clockwise {
+                ring.reverse();
+            }
+            ring.push(ring[0]);
+            let (perimeter, area) = ring_perimeter_area(&ring);
+            let (expected_perimeter, expected_area) = library_ring(&ring);
+            prop_assert!(
+                (perimeter - expected_perimeter).abs() <= 1e-13 * expected_perimeter + 1e-8 * n as f64,
+                "perimeter {perimeter} vs {expected_perimeter}"
+            );
+            prop_assert!(
+                (area - expected_area).abs() <= 1e-12 * expected_area + 1e-4 * n as f64,
+                "area {area} vs {expected_area}"
+            );
+        }
+    }
 
     fn square(clockwise: bool) -> Vec<Xy> {
         let mut ring = vec![[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 0.0]];

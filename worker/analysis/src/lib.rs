@@ -45,11 +45,13 @@
 //! - `json`: the byte-level cursor that validates and walks one feature.
 //! - `feature`: a feature's bytes to its geometry, id and property types.
 //! - `geometry`: the flat in-memory form of a geometry.
+//! - `edge`: the per-edge inverse geodesic kernel (distance and area term).
 //! - [`geodesic`]: WGS84 area, perimeter and length (Karney), also usable on their own.
 //! - `validity`: OGC simple-feature validity in near-linear time.
 //! - [`report`]: the [`Report`] and the ordered merge of per-batch summaries.
 //! - `pipeline`: the splitter thread, worker threads and bounded queues.
 
+mod edge;
 pub mod error;
 mod feature;
 pub mod geodesic;
