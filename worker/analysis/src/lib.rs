@@ -104,6 +104,26 @@ impl Default for AnalysisOptions {
     }
 }
 
+/// Analysis threads for each of `concurrent_files` analyses running at once on `cpus` cores:
+/// the cores shared out, at least one each.
+///
+/// Each analysis also has its reading thread (the caller's), which splits the input and is
+/// mostly waiting on the workers; so `cpus / concurrent_files` workers per file keep every
+/// core busy without the oversubscription of a fixed count (2 per file made N concurrent
+/// files run 3N threads).
+///
+/// ```
+/// use geobatch_analysis::threads_per_file;
+///
+/// assert_eq!(threads_per_file(8, 1), 8);
+/// assert_eq!(threads_per_file(8, 3), 2);
+/// assert_eq!(threads_per_file(2, 4), 1);
+/// assert_eq!(threads_per_file(0, 0), 1);
+/// ```
+pub fn threads_per_file(cpus: usize, concurrent_files: usize) -> usize {
+    (cpus / concurrent_files.max(1)).max(1)
+}
+
 /// Analyses GeoJSON read from `input`, streaming: memory stays bounded by the options, not
 /// by the input's size.
 pub fn analyze_reader<R: Read + Send>(
