@@ -12,7 +12,8 @@
 //! - [`process`]: one object: checks, download, analysis or `--exec`, outcome.
 //! - [`fetch`]: streams an object to a temporary file within the size limit.
 //! - [`exec`]: runs the `--exec` command on a downloaded file.
-//! - [`results`]: the result and error-report documents and where they are written.
+//! - [`results`]: the outcome documents and message reports, and writing them.
+//! - [`kind`]: the permanent error kinds and their stable names.
 //! - [`visibility`]: the visibility heartbeat and the retry backoff.
 //! - [`protection`]: ECS task scale-in protection while messages are held.
 //! - [`telemetry`]: the worker's observable events: log lines and Prometheus metrics.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod event;
 pub mod exec;
 pub mod fetch;
+pub mod kind;
 pub mod message;
 pub mod process;
 pub mod protection;
