@@ -16,6 +16,8 @@
 //! - [`kind`]: the permanent error kinds and their stable names.
 //! - [`visibility`]: the visibility heartbeat and the retry backoff.
 //! - [`protection`]: ECS task scale-in protection while messages are held.
+//! - [`held`]: the messages held right now, each with its own release signal.
+//! - [`interruption`]: Spot interruption notices from instance metadata, and what to release.
 //! - [`telemetry`]: the worker's observable events: log lines and Prometheus metrics.
 //! - [`sdk_error`]: what an AWS SDK error means for a message.
 
@@ -24,6 +26,8 @@ pub mod config;
 pub mod event;
 pub mod exec;
 pub mod fetch;
+pub mod held;
+pub mod interruption;
 pub mod kind;
 pub mod message;
 pub mod process;
