@@ -996,10 +996,10 @@ impl<'a> World<'a> {
             container: registered.then(|| ContainerInstance {
                 arn: container_arn(i),
                 status: if inst.draining { "DRAINING" } else { "ACTIVE" }.to_owned(),
-                // ECS counts the tasks whose desired status is RUNNING: a task told to stop
-                // and still finishing its file is not one of them.
                 running_tasks: count(|s| matches!(s, TaskState::Idle | TaskState::Busy { .. })),
                 pending_tasks: count(|s| matches!(s, TaskState::Starting)),
+                // Told to stop and still finishing its file inside the stop timeout.
+                stopping_tasks: count(|s| matches!(s, TaskState::Draining { .. })),
             }),
         }
     }
