@@ -84,6 +84,22 @@ impl Action {
             Action::TerminateInstance { .. } => "TerminateInstanceInAutoScalingGroup",
         }
     }
+
+    /// Whether this call must wait for the next poll when `earlier`, a call before it in the
+    /// same plan, failed. Calls are otherwise independent: a group that refuses a new
+    /// desired capacity (say its MaxSize was lowered) must not keep the service from
+    /// scaling onto the instances it has. The one dependency is the drain on scale-in: an
+    /// idle instance is surplus only once the service's lower count went through; while the
+    /// service keeps its old count, ECS may need that instance to place a task.
+    pub fn needs(&self, earlier: &Action) -> bool {
+        matches!(
+            (self, earlier),
+            (
+                Action::DrainContainerInstance { .. },
+                Action::UpdateService { .. }
+            )
+        )
+    }
 }
 
 impl fmt::Display for Action {
@@ -130,7 +146,8 @@ impl fmt::Display for Action {
 }
 
 /// The calls that carry out `decision` for a pool as `snapshot` saw it, in the order to make
-/// them. The first call that fails should stop the rest for this poll.
+/// them. Each call is made on its own: one that fails stops only the calls that need it
+/// ([`Action::needs`]), and the next poll plans again from what it sees.
 pub fn plan(pool: &Pool, snapshot: &PoolSnapshot, decision: &Decision) -> Vec<Action> {
     let (Some(service), Some(group)) =
         (snapshot.observation.service, snapshot.observation.instances)
@@ -218,13 +235,13 @@ fn count(n: usize) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::observe::ContainerInstance;
     use crate::policy::{InstanceGroup, Observation, PoolPolicy, QueueDepth, Reason, ServiceTasks};
     use std::time::Duration;
 
-    fn pool() -> Pool {
+    pub(crate) fn pool() -> Pool {
         Pool {
             name: "geo".into(),
             queue_url: "http://127.0.0.1/1/q".into(),
@@ -237,7 +254,7 @@ mod tests {
         }
     }
 
-    fn host(id: &str, status: &str, running: u32) -> Host {
+    pub(crate) fn host(id: &str, status: &str, running: u32) -> Host {
         Host {
             instance_id: id.into(),
             lifecycle_state: "InService".into(),
@@ -250,7 +267,7 @@ mod tests {
         }
     }
 
-    fn snapshot(tasks: u32, instances: u32, hosts: Vec<Host>) -> PoolSnapshot {
+    pub(crate) fn snapshot(tasks: u32, instances: u32, hosts: Vec<Host>) -> PoolSnapshot {
         PoolSnapshot {
             observation: Observation {
                 queue: Some(QueueDepth::default()),
