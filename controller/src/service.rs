@@ -103,7 +103,13 @@ pub async fn decide_once(config: &Config, clients: &AwsClients) -> Vec<DecisionR
         let mut observer = AwsObserver::new(clients.clone(), Duration::ZERO);
         let snapshot = observer.observe(pool).await;
         for err in &snapshot.errors {
-            tracing::warn!(pool = pool.name.as_str(), call = err.call, error = %err.message, "AWS call failed");
+            tracing::warn!(
+                pool = pool.name.as_str(),
+                call = err.call,
+                kind = err.kind.as_str(),
+                error = %err.message,
+                "AWS call failed"
+            );
         }
         let (decision, _state) = decide(
             &snapshot.observation,
