@@ -184,7 +184,7 @@ pub fn drive<O: Observer, A: Actuator, C: Clock>(
     let mut errors = ErrorPolicy::new(pool_loop.pool().poll_interval, max_backoff);
     while lock(world).next_tick()? {
         let tick = run_now(pool_loop.tick()).ok_or(SimError::Stalled)?;
-        let wait = errors.next_wait(tick.failed());
+        let wait = errors.next_wait(tick.failure_kinds());
         let mut world = lock(world);
         if !tick.calls.is_empty() {
             let record = decision_record(world.now_ms(), &tick);

@@ -17,7 +17,7 @@ use super::autoscaler::{
 use super::model::{Millis, ModelParams, secs};
 use super::rng::SimRng;
 use super::scenario::Scenario;
-use crate::aws::ApiError;
+use crate::aws::{ApiError, ApiErrorKind};
 use crate::observe::{ContainerInstance, Host, PoolSnapshot};
 use crate::plan::Action;
 use crate::policy::{InstanceGroup, Observation, QueueDepth, ServiceTasks};
@@ -241,6 +241,15 @@ pub struct Driver {
     /// The smallest fleet it keeps when there is no work; a run ends once the work is done,
     /// the scenario's horizon has passed and the fleet is down to this.
     pub min_instances: u32,
+}
+
+/// A call the simulated AWS refuses, as the real one would.
+fn refused(call: &'static str, kind: ApiErrorKind, message: String) -> ApiError {
+    ApiError {
+        call,
+        kind,
+        message,
+    }
 }
 
 /// The ECS container instance ARN the world gives instance number `i`.
@@ -1021,8 +1030,9 @@ impl<'a> World<'a> {
                 desired_capacity, ..
             } => {
                 if *desired_capacity > self.model.max_instances {
-                    return Err(ApiError::unexpected(
+                    return Err(refused(
                         call,
+                        ApiErrorKind::Invalid,
                         format!(
                             "ValidationError: new SetDesiredCapacity value {desired_capacity} \
                              is above max value {}",
@@ -1063,7 +1073,11 @@ impl<'a> World<'a> {
                     .and_then(|n| n.parse::<usize>().ok())
                     .filter(|&i| self.live_instances.contains(&i) && instance_id(i) == *id)
                     .ok_or_else(|| {
-                        ApiError::unexpected(call, format!("instance {id} is not in the group"))
+                        refused(
+                            call,
+                            ApiErrorKind::NotFound,
+                            format!("instance {id} is not in the group"),
+                        )
                     })?;
                 self.terminate_instance(i);
                 self.desired_instances = self.desired_instances.saturating_sub(1);
@@ -1084,7 +1098,7 @@ impl<'a> World<'a> {
                     && self.instances[i].state == InstanceState::InService
                     && container_arn(i) == arn
             })
-            .ok_or_else(|| ApiError::unexpected(call, format!("{arn}: MISSING")))
+            .ok_or_else(|| refused(call, ApiErrorKind::NotFound, format!("{arn}: MISSING")))
     }
 
     /// Records a decision of the controller's loop that made calls.
