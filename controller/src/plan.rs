@@ -263,6 +263,7 @@ pub(crate) mod tests {
                 status: status.into(),
                 running_tasks: running,
                 pending_tasks: 0,
+                stopping_tasks: 0,
             }),
         }
     }
@@ -372,6 +373,26 @@ pub(crate) mod tests {
             calls(&actions),
             ["terminate drained idle instance i-1 in g, decrementing desired capacity"]
         );
+    }
+
+    /// Issue 12, class 9: a worker finishing its file inside the stop timeout keeps its
+    /// instance: neither drained nor, once drained, terminated.
+    #[test]
+    fn an_instance_whose_task_is_stopping_is_neither_drained_nor_terminated() {
+        let stopping = |id, status| {
+            let mut host = host(id, status, 0);
+            if let Some(container) = host.container.as_mut() {
+                container.stopping_tasks = 1;
+            }
+            host
+        };
+        let snap = snapshot(
+            0,
+            2,
+            vec![stopping("i-1", "ACTIVE"), stopping("i-2", "DRAINING")],
+        );
+        let actions = plan(&pool(), &snap, &decision(0, 0, Direction::In));
+        assert!(actions.is_empty(), "{actions:?}");
     }
 
     #[test]
