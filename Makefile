@@ -87,6 +87,15 @@ bench-controller: venv
 	GEOBATCH_MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server \
 		./target/release/examples/bench_controller ./target/release/geobatch-controller
 
+## bench-images: image sizes, and worker start to its first ReceiveMessage as a container and
+## as a process (recorded in docs/benchmarks.md, "## Images"); also makes :release images of
+## the release binaries, stripped of line tables as the ECR build strips them.
+bench-images: venv images
+	$(CARGO) build --release -p geobatch-worker
+	$(CARGO) build --release -p geobatch-controller --bin geobatch-controller --example bench_controller
+	GEOBATCH_IMAGE_TAG=release GEOBATCH_IMAGE_STRIP=debuginfo bash deploy/docker/images.sh $(CURDIR)/target/release
+	$(VENV)/bin/python deploy/bench/container_start.py
+
 ## bench-scaling: every simulator scenario through every policy (release build); records
 ## the results in docs/scaling.md and the README plot in docs/img/.
 bench-scaling:

@@ -8,6 +8,9 @@
 # runs containers only when the image holds the binary it would otherwise run itself.
 #
 # Usage: images.sh TARGET_DIR   (the directory holding geobatch-worker and geobatch-controller)
+# GEOBATCH_IMAGE_TAG (default dev) tags the images. GEOBATCH_IMAGE_STRIP says what to strip from
+# the binaries: all (default: line tables and symbols, 40% of a debug binary), debuginfo (the
+# line tables only, as the ECR build does) or none.
 set -euo pipefail
 
 target=${1:?usage: $0 TARGET_DIR}
@@ -15,14 +18,15 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo_root=$(cd "$here/../.." && pwd)
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$here/containers.conf}
 tag=${GEOBATCH_IMAGE_TAG:-dev}
+strip=${GEOBATCH_IMAGE_STRIP:-all}
 
 for name in geobatch-worker geobatch-controller; do
     [ -x "$target/$name" ] || { echo "$target/$name is missing: build it first (cargo build --workspace)" >&2; exit 1; }
 done
 "$here/base.sh" "$target/geobatch-worker" "$target/geobatch-controller"
 
-# The build contexts hold only what the images need: each binary without its debug
-# and symbol sections (40% of a debug binary), and the controller's systemd unit.
+# The build contexts hold only what the images need: each binary, stripped as asked, and the
+# controller's systemd unit.
 stage=$target/image-context
 rm -rf "$stage"
 mkdir -p "$stage/worker" "$stage/controller/deploy/systemd"
@@ -30,7 +34,12 @@ cp "$repo_root/deploy/systemd/geobatch-controller.service" "$stage/controller/de
 
 build() { # NAME BASE
     local name=$1 base=$2 context=$stage/${1#geobatch-}
-    strip -o "$context/$name" "$target/$name"
+    case "$strip" in
+        all) strip -o "$context/$name" "$target/$name" ;;
+        debuginfo) strip --strip-debug -o "$context/$name" "$target/$name" ;;
+        none) cp "$target/$name" "$context/$name" ;;
+        *) echo "GEOBATCH_IMAGE_STRIP=$strip: all, debuginfo or none" >&2; exit 2 ;;
+    esac
     podman build --quiet -f "$here/${name#geobatch-}.Dockerfile" \
         --build-arg BINARY=prebuilt --build-arg "BASE=$base" \
         --label "io.geobatch.binary-sha256=$(sha256sum "$target/$name" | cut -d' ' -f1)" \
