@@ -14,10 +14,16 @@ use geobatch_common::telemetry::LogFormat;
 
 use geobatch_analysis::AnalysisOptions;
 
+use crate::interruption::{SpotWatch, SpotWatchMode};
+
 /// SQS's upper bound for a message's visibility timeout (12 hours).
 const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
 /// ECS's upper bound for task scale-in protection (48 hours).
 const MAX_PROTECTION_MINUTES: u32 = 2880;
+/// Bounds of the Spot watcher's poll interval: instance metadata throttles very fast
+/// pollers, and a slow one eats into the two-minute notice.
+const MIN_SPOT_POLL: Duration = Duration::from_millis(100);
+const MAX_SPOT_POLL: Duration = Duration::from_secs(30);
 
 /// Options of `geobatch-worker run`, as typed on the command line or set in the environment.
 #[derive(Debug, Clone, clap::Args)]
@@ -114,6 +120,26 @@ pub struct RunArgs {
     #[arg(long, env = "GEOBATCH_PROTECTION_MINUTES", default_value_t = 60)]
     pub protection_minutes: u32,
 
+    /// Watch EC2 instance metadata for Spot interruption notices and rebalance
+    /// recommendations: `auto` is on when instance metadata hands out an IMDSv2 token at
+    /// start-up (on EC2) and off elsewhere, saying so once; `on` keeps trying; `off` never
+    /// looks.
+    #[arg(long, env = "GEOBATCH_SPOT_WATCH", value_enum, default_value = "auto")]
+    pub spot_watch: SpotWatchMode,
+
+    /// Base URL of the EC2 instance metadata service (IMDSv2), plain HTTP.
+    #[arg(
+        long,
+        env = "GEOBATCH_IMDS_ENDPOINT",
+        default_value = "http://169.254.169.254"
+    )]
+    pub imds_endpoint: String,
+
+    /// How often instance metadata is asked for a Spot notice while the watcher is on; a
+    /// message to release is released within about this long of the notice.
+    #[arg(long, env = "GEOBATCH_SPOT_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub spot_poll_interval: Duration,
+
     /// Log line format on stderr.
     #[arg(long, env = "GEOBATCH_LOG_FORMAT", value_enum, default_value = "json")]
     pub log_format: LogFormat,
@@ -194,6 +220,8 @@ pub struct WorkerConfig {
     pub ecs_agent_uri: Option<String>,
     /// Lifetime of each task-protection request, in minutes.
     pub protection_minutes: u32,
+    /// The Spot interruption watcher.
+    pub spot: SpotWatch,
 }
 
 /// A flag whose value cannot work, named so the operator knows what to fix.
@@ -282,6 +310,19 @@ impl WorkerConfig {
                 })
             }
         };
+        if args.spot_poll_interval < MIN_SPOT_POLL || args.spot_poll_interval > MAX_SPOT_POLL {
+            return Err(invalid(
+                "spot-poll-interval",
+                "must be between 100ms and 30s (the notice gives two minutes)",
+            ));
+        }
+        let imds_endpoint = args.imds_endpoint.trim().trim_end_matches('/').to_owned();
+        if !imds_endpoint.starts_with("http://") || imds_endpoint.len() == "http://".len() {
+            return Err(invalid(
+                "imds-endpoint",
+                format!("`{}` is not an http://HOST[:PORT] URL", args.imds_endpoint),
+            ));
+        }
         let ecs_agent_uri = args
             .ecs_agent_uri
             .map(|uri| uri.trim_end_matches('/').to_owned())
@@ -302,6 +343,11 @@ impl WorkerConfig {
             work_dir: args.work_dir.unwrap_or_else(std::env::temp_dir),
             ecs_agent_uri,
             protection_minutes: args.protection_minutes,
+            spot: SpotWatch {
+                mode: args.spot_watch,
+                imds_endpoint,
+                poll_interval: args.spot_poll_interval,
+            },
         })
     }
 }
@@ -469,6 +515,41 @@ mod tests {
             let error = WorkerConfig::from_args(args(extra)).expect_err(flag);
             assert_eq!(error.flag, flag, "{extra:?}");
         }
+    }
+
+    #[test]
+    fn the_spot_watcher_is_automatic_by_default_and_its_flags_are_checked() {
+        let config = WorkerConfig::from_args(args(&[])).expect("defaults are valid");
+        assert_eq!(
+            config.spot,
+            SpotWatch {
+                mode: SpotWatchMode::Auto,
+                imds_endpoint: "http://169.254.169.254".to_owned(),
+                poll_interval: Duration::from_secs(1),
+            }
+        );
+        let table: [(&[&str], &str); 4] = [
+            (&["--spot-poll-interval", "50ms"], "spot-poll-interval"),
+            (&["--spot-poll-interval", "1m"], "spot-poll-interval"),
+            (
+                &["--imds-endpoint", "https://169.254.169.254"],
+                "imds-endpoint",
+            ),
+            (&["--imds-endpoint", "http://"], "imds-endpoint"),
+        ];
+        for (extra, flag) in table {
+            let error = WorkerConfig::from_args(args(extra)).expect_err(flag);
+            assert_eq!(error.flag, flag, "{extra:?}");
+        }
+        let local = [
+            "--spot-watch",
+            "on",
+            "--imds-endpoint",
+            "http://127.0.0.1:8111/",
+        ];
+        let config = WorkerConfig::from_args(args(&local)).expect("valid");
+        assert_eq!(config.spot.mode, SpotWatchMode::On);
+        assert_eq!(config.spot.imds_endpoint, "http://127.0.0.1:8111");
     }
 
     #[test]

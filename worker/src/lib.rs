@@ -15,6 +15,8 @@
 //! - [`results`]: the result and error-report documents and where they are written.
 //! - [`visibility`]: the visibility heartbeat and the retry backoff.
 //! - [`protection`]: ECS task scale-in protection while messages are held.
+//! - [`held`]: the messages held right now, each with its own release signal.
+//! - [`interruption`]: Spot interruption notices from instance metadata, and what to release.
 //! - [`telemetry`]: the worker's observable events: log lines and Prometheus metrics.
 //! - [`sdk_error`]: what an AWS SDK error means for a message.
 
@@ -23,6 +25,8 @@ pub mod config;
 pub mod event;
 pub mod exec;
 pub mod fetch;
+pub mod held;
+pub mod interruption;
 pub mod message;
 pub mod process;
 pub mod protection;

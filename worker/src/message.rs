@@ -3,17 +3,17 @@
 //! The rules that make delivery at-least-once and nothing lost live here: every record is
 //! handled; the message is deleted only after the outcome of every record is written; a
 //! transient failure of any record sends the whole message back with a growing delay (its
-//! finished records are redone idempotently); a message abandoned at shutdown is released
-//! with visibility 0 so another worker takes it at once.
+//! finished records are redone idempotently); a message abandoned at shutdown, or ahead of
+//! a Spot interruption, is released with visibility 0 so another worker takes it at once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
-use tokio::sync::watch;
 
 use crate::config::WorkerConfig;
 use crate::event::{self, Notification, Record};
+use crate::held::{ReleaseReason, ReleaseSignal};
 use crate::process::{ObjectProcessor, Processed};
 use crate::results::{ErrorDetail, ResultStore};
 use crate::telemetry::{self, MessageContext, Metrics};
@@ -45,8 +45,9 @@ pub struct MessageHandler {
 }
 
 impl MessageHandler {
-    /// Handles `message` to the end, or releases it as soon as `abandon` turns true.
-    pub async fn run(&self, message: Message, mut abandon: watch::Receiver<bool>) {
+    /// Handles `message` to the end, or releases it with visibility 0 as soon as `release`
+    /// gives a reason.
+    pub async fn run(&self, message: Message, mut release: ReleaseSignal) {
         let message_id = message.message_id().unwrap_or("(no id)").to_owned();
         let receive_count = receive_count(&message);
         let context = MessageContext {
@@ -73,16 +74,16 @@ impl MessageHandler {
         ));
         let body = message.body().unwrap_or_default();
         let disposition = tokio::select! {
-            disposition = self.handle(context, body) => Some(disposition),
-            () = abandoned(&mut abandon) => None,
+            disposition = self.handle(context, body) => Ok(disposition),
+            reason = released(&mut release) => Err(reason),
         };
         let _stopped = stop_heartbeat.send(());
         if let Err(err) = heartbeat.await {
             tracing::error!(message_id, error = %err, "the visibility heartbeat failed");
         }
         match disposition {
-            Some(Disposition::Delete) => self.delete(context, &receipt_handle).await,
-            Some(Disposition::Retry) => {
+            Ok(Disposition::Delete) => self.delete(context, &receipt_handle).await,
+            Ok(Disposition::Retry) => {
                 let delay = visibility::retry_delay(
                     receive_count,
                     self.config.retry_base_delay,
@@ -90,8 +91,8 @@ impl MessageHandler {
                 );
                 self.release(context, &receipt_handle, "retry", delay).await;
             }
-            None => {
-                self.release(context, &receipt_handle, "shutdown", Duration::ZERO)
+            Err(reason) => {
+                self.release(context, &receipt_handle, reason.as_str(), Duration::ZERO)
                     .await;
             }
         }
@@ -245,9 +246,14 @@ pub fn receive_count(message: &Message) -> u32 {
         .unwrap_or(1)
 }
 
-/// Resolves once the service tells held messages to let go; never, if it cannot anymore.
-async fn abandoned(abandon: &mut watch::Receiver<bool>) {
-    if abandon.wait_for(|abandoned| *abandoned).await.is_err() {
-        std::future::pending::<()>().await;
+/// Resolves with the reason once the message must let go; never, if no one can say so.
+async fn released(release: &mut ReleaseSignal) -> ReleaseReason {
+    match release
+        .wait_for(Option::is_some)
+        .await
+        .map(|reason| *reason)
+    {
+        Ok(Some(reason)) => reason,
+        _ => std::future::pending().await,
     }
 }

@@ -28,6 +28,8 @@ pub struct Metrics {
     bytes_processed: Counter,
     processing_seconds: Histogram,
     messages_in_flight: Gauge,
+    /// The Spot interruption watcher's metrics.
+    pub interruption: crate::interruption::InterruptionMetrics,
 }
 
 impl Metrics {
@@ -44,6 +46,7 @@ impl Metrics {
             bytes_processed: Counter::default(),
             processing_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 18)),
             messages_in_flight: Gauge::default(),
+            interruption: crate::interruption::InterruptionMetrics::default(),
         };
         let mut registry = Registry::with_prefix("geobatch_worker");
         registry.register(
@@ -58,7 +61,7 @@ impl Metrics {
         );
         registry.register(
             "messages_released",
-            "SQS messages handed back to the queue, by reason (retry, shutdown)",
+            "SQS messages handed back to the queue, by reason (retry, shutdown, interruption)",
             metrics.messages_released.clone(),
         );
         registry.register(
@@ -96,6 +99,7 @@ impl Metrics {
             "Messages currently held by this worker",
             metrics.messages_in_flight.clone(),
         );
+        metrics.interruption.register(&mut registry);
         (metrics, Arc::new(registry))
     }
 }

@@ -14,6 +14,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use geobatch_analysis::AnalysisOptions;
 use geobatch_common::testing::{Emulator, unique_name};
 use geobatch_worker::config::{AllowedBuckets, OutputLocation, Processor, WorkerConfig};
+use geobatch_worker::interruption::{SpotWatch, SpotWatchMode};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -137,6 +138,11 @@ impl Stack {
             work_dir: std::env::temp_dir(),
             ecs_agent_uri: None,
             protection_minutes: 60,
+            spot: SpotWatch {
+                mode: SpotWatchMode::Off,
+                imds_endpoint: "http://127.0.0.1:9".to_owned(),
+                poll_interval: Duration::from_millis(200),
+            },
         }
     }
 
