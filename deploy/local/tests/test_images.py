@@ -117,6 +117,47 @@ class ImageContentTest(unittest.TestCase):
         self.assertNotEqual(ran.returncode, 0)
 
 
+class RunnerChoiceTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        images_or_skip()
+
+    def test_an_image_of_another_build_is_not_used_and_the_reason_is_said(self):
+        with tempfile.NamedTemporaryFile() as other:
+            other.write(b"another build")
+            other.flush()
+            image_id, why = runners.worker_image_for(Path(other.name), base_env())
+            self.assertIsNone(image_id)
+            self.assertIn("built from another", why)
+            chosen = runners.choose("auto", Path(other.name), base_env())
+            self.assertIsInstance(chosen, runners.ProcessRunner)
+            self.assertIn("make images", chosen.description)
+            with self.assertRaises(SystemExit):
+                runners.choose("container", Path(other.name), base_env())
+        self.assertIsInstance(runners.choose("auto", TARGET_DIR / "geobatch-worker", base_env()), runners.PodmanRunner)
+
+    def test_podman_run_follows_the_container_definition_and_keeps_values_out_of_argv(self):
+        runner = runners.PodmanRunner("0123456789abcdef", base_env())
+        container = {
+            "command": ["run", "--exec", "process_file"],
+            "stopTimeout": 20,
+            "linuxParameters": {"initProcessEnabled": True},
+            "readonlyRootFilesystem": True,
+            "mountPoints": [{"sourceVolume": "scratch", "containerPath": "/tmp"}],
+        }
+        argv = runner.argv("t1", container, {"AWS_SECRET_ACCESS_KEY": "s3cret", "GEOBATCH_QUEUE_URL": "http://q"})
+        self.assertEqual(argv[-4:], ["0123456789abcdef", "run", "--exec", "process_file"])
+        for expected in (["--stop-timeout", "20"], ["--volume", "/tmp"], ["--env", "AWS_SECRET_ACCESS_KEY"], ["--name", "geobatch-task-t1"]):
+            self.assertIn(expected, [argv[i : i + 2] for i in range(len(argv) - 1)])
+        self.assertIn("--init", argv)
+        self.assertIn("--read-only", argv)
+        self.assertIn("--network=host", argv)
+        self.assertFalse(any("s3cret" in arg for arg in argv))
+        bare = runner.argv("t2", {"command": ["run"]}, {})
+        self.assertNotIn("--init", bare)
+        self.assertNotIn("--read-only", bare)
+
+
 class WorkerContainerTest(unittest.TestCase):
     """Worker containers run as the agent stand-in runs them, against one deployed stack."""
 
