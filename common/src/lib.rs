@@ -6,11 +6,14 @@
 //!   region, credentials), which is how both production and the local emulator are reached.
 //! - [`telemetry`]: `tracing` set-up; JSON lines for services, readable text for people.
 //! - [`http`]: the small HTTP listener that serves `/metrics` (Prometheus) and `/healthz`.
+//! - [`outcome`]: where the outcome of each source object is stored, and reading one back;
+//!   shared by the worker and the batch commands.
 //! - [`shutdown`]: a future that resolves on SIGTERM or SIGINT.
 //! - `testing` (feature `testing`): starts the moto emulator for integration tests.
 
 pub mod aws;
 pub mod http;
+pub mod outcome;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]

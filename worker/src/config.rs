@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use geobatch_common::outcome::OutputLocation;
+use geobatch_common::outcome::is_bucket_name;
 use geobatch_common::telemetry::LogFormat;
 
 use geobatch_analysis::AnalysisOptions;
@@ -32,13 +34,14 @@ pub struct RunArgs {
     #[arg(long, env = "GEOBATCH_QUEUE_URL")]
     pub queue_url: String,
 
-    /// Where results go, as s3://BUCKET/PREFIX/. The result for s3://B/K is written to
-    /// PREFIX + K + ".json", an error report to PREFIX + K + ".error.json".
+    /// Where outcomes go, as s3://BUCKET/PREFIX/. The outcome (result or error) of s3://B/K
+    /// is written to PREFIX + B + "/" + K + ".json" (see docs/worker.md for the layout).
     #[arg(long, env = "GEOBATCH_OUTPUT", value_name = "S3_URL")]
     pub output: String,
 
-    /// Comma-separated buckets whose events are accepted; events for any other bucket get an
-    /// error report (kind bucket_not_allowed). `*` accepts every bucket.
+    /// Comma-separated buckets whose events are accepted; a record for any other bucket is
+    /// refused (kind bucket_not_allowed) in its message's report, never read. `*` accepts
+    /// every validly named bucket.
     #[arg(
         long,
         env = "GEOBATCH_ALLOWED_BUCKETS",
@@ -145,19 +148,11 @@ pub struct RunArgs {
     pub log_format: LogFormat,
 }
 
-/// An `s3://bucket/prefix/` output location.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutputLocation {
-    /// Bucket the results are written to.
-    pub bucket: String,
-    /// Key prefix, empty or ending in `/`, prepended to every source key.
-    pub prefix: String,
-}
-
 /// Which buckets' events the worker accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AllowedBuckets {
-    /// `*`: any bucket (for accounts where the queue policy already restricts the sources).
+    /// `*`: any validly named bucket (for accounts where the queue policy already restricts
+    /// the sources).
     Any,
     /// Only these buckets.
     Only(Vec<String>),
@@ -167,7 +162,7 @@ impl AllowedBuckets {
     /// Whether events for `bucket` may be processed.
     pub fn allows(&self, bucket: &str) -> bool {
         match self {
-            AllowedBuckets::Any => true,
+            AllowedBuckets::Any => is_bucket_name(bucket),
             AllowedBuckets::Only(names) => names.iter().any(|name| name == bucket),
         }
     }
@@ -304,8 +299,10 @@ impl WorkerConfig {
             }
             None => {
                 let defaults = AnalysisOptions::default();
+                let cpus = std::thread::available_parallelism().map_or(1, usize::from);
                 Processor::Analysis(AnalysisOptions {
                     max_feature_bytes: args.max_feature_bytes.unwrap_or(defaults.max_feature_bytes),
+                    threads: geobatch_analysis::threads_per_file(cpus, concurrency),
                     ..defaults
                 })
             }
@@ -352,28 +349,9 @@ impl WorkerConfig {
     }
 }
 
-/// Parses `s3://bucket/prefix/`; the prefix may be empty, and a missing trailing `/` is added
-/// so `s3://b/results` and `s3://b/results/` mean the same place.
+/// Parses the `--output` URL (see [`OutputLocation::parse`]).
 pub fn parse_output(url: &str) -> Result<OutputLocation, ConfigError> {
-    let rest = url.strip_prefix("s3://").ok_or_else(|| {
-        invalid(
-            "output",
-            format!("`{url}` is not an s3://BUCKET/PREFIX/ URL"),
-        )
-    })?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    if bucket.is_empty() {
-        return Err(invalid("output", format!("`{url}` names no bucket")));
-    }
-    let prefix = if prefix.is_empty() || prefix.ends_with('/') {
-        prefix.to_owned()
-    } else {
-        format!("{prefix}/")
-    };
-    Ok(OutputLocation {
-        bucket: bucket.to_owned(),
-        prefix,
-    })
+    OutputLocation::parse(url).map_err(|err| invalid("output", err.to_string()))
 }
 
 fn parse_allowed_buckets(raw: &[String]) -> Result<AllowedBuckets, ConfigError> {
@@ -390,6 +368,12 @@ fn parse_allowed_buckets(raw: &[String]) -> Result<AllowedBuckets, ConfigError> 
     }
     if names.iter().any(|name| name == "*") {
         return Ok(AllowedBuckets::Any);
+    }
+    if let Some(name) = names.iter().find(|name| !is_bucket_name(name)) {
+        return Err(invalid(
+            "allowed-buckets",
+            format!("`{name}` is not a valid S3 bucket name"),
+        ));
     }
     Ok(AllowedBuckets::Only(names))
 }
@@ -440,7 +424,7 @@ mod tests {
             "--output",
             "s3://out/results/",
             "--allowed-buckets",
-            "in",
+            "in1",
         ];
         argv.extend_from_slice(extra);
         Cli::parse_from(argv).run
@@ -459,26 +443,34 @@ mod tests {
     }
 
     #[test]
-    fn output_urls_are_normalised_to_a_prefix_ending_in_a_slash() {
-        let table = [
-            ("s3://b/results/", "b", "results/"),
-            ("s3://b/results", "b", "results/"),
-            ("s3://b/", "b", ""),
-            ("s3://b", "b", ""),
-            ("s3://b/a/b/c", "b", "a/b/c/"),
-        ];
-        for (url, bucket, prefix) in table {
-            let parsed = parse_output(url).expect(url);
-            assert_eq!(
-                (parsed.bucket.as_str(), parsed.prefix.as_str()),
-                (bucket, prefix)
-            );
-        }
+    fn output_urls_are_parsed_by_the_shared_layout_and_errors_name_the_flag() {
+        let parsed = parse_output("s3://out/results").expect("valid");
+        assert_eq!(
+            (parsed.bucket.as_str(), parsed.prefix.as_str()),
+            ("out", "results/")
+        );
         assert_eq!(
             parse_output("https://b/x").map_err(|e| e.flag),
             Err("output")
         );
         assert_eq!(parse_output("s3:///x").map_err(|e| e.flag), Err("output"));
+    }
+
+    #[test]
+    fn analysis_threads_share_the_cores_among_concurrent_files() {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        for concurrency in [1, 2, 64] {
+            let flag = concurrency.to_string();
+            let config = WorkerConfig::from_args(args(&["--concurrency", &flag])).expect("valid");
+            let Processor::Analysis(options) = config.processor else {
+                panic!("the built-in analysis by default");
+            };
+            assert_eq!(
+                options.threads,
+                (cpus / concurrency).max(1),
+                "{concurrency}"
+            );
+        }
     }
 
     #[test]
@@ -495,7 +487,7 @@ mod tests {
         assert!(matches!(config.processor, Processor::Analysis(_)));
         assert_eq!(
             config.allowed_buckets,
-            AllowedBuckets::Only(vec!["in".into()])
+            AllowedBuckets::Only(vec!["in1".into()])
         );
     }
 
@@ -554,10 +546,12 @@ mod tests {
 
     #[test]
     fn a_star_allows_any_bucket_and_a_list_only_its_members() {
-        let any = parse_allowed_buckets(&["a".into(), "*".into()]).expect("valid");
+        let any = parse_allowed_buckets(&["abc".into(), "*".into()]).expect("valid");
         assert!(any.allows("whatever"));
-        let only = parse_allowed_buckets(&[" a ".into(), "b".into()]).expect("valid");
-        assert!(only.allows("a") && only.allows("b") && !only.allows("c"));
+        assert!(!any.allows("what/ever"), "a forged name is never allowed");
+        let only = parse_allowed_buckets(&[" abc ".into(), "abd".into()]).expect("valid");
+        assert!(only.allows("abc") && only.allows("abd") && !only.allows("abe"));
         assert!(parse_allowed_buckets(&[" ".into()]).is_err());
+        assert!(parse_allowed_buckets(&["in/x".into()]).is_err());
     }
 }

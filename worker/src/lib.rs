@@ -12,7 +12,8 @@
 //! - [`process`]: one object: checks, download, analysis or `--exec`, outcome.
 //! - [`fetch`]: streams an object to a temporary file within the size limit.
 //! - [`exec`]: runs the `--exec` command on a downloaded file.
-//! - [`results`]: the result and error-report documents and where they are written.
+//! - [`results`]: the outcome documents and message reports, and writing them.
+//! - [`kind`]: the permanent error kinds and their stable names.
 //! - [`visibility`]: the visibility heartbeat and the retry backoff.
 //! - [`protection`]: ECS task scale-in protection while messages are held.
 //! - [`held`]: the messages held right now, each with its own release signal.
@@ -27,6 +28,7 @@ pub mod exec;
 pub mod fetch;
 pub mod held;
 pub mod interruption;
+pub mod kind;
 pub mod message;
 pub mod process;
 pub mod protection;

@@ -14,8 +14,9 @@ use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use crate::config::WorkerConfig;
 use crate::event::{self, Notification, Record};
 use crate::held::{ReleaseReason, ReleaseSignal};
+use crate::kind::ErrorKind;
 use crate::process::{ObjectProcessor, Processed};
-use crate::results::{ErrorDetail, ResultStore};
+use crate::results::{ErrorDetail, Rejection, ResultStore};
 use crate::telemetry::{self, MessageContext, Metrics};
 use crate::visibility;
 
@@ -108,37 +109,36 @@ impl MessageHandler {
             }
             Ok(Notification::Records(records)) => records,
             Err(not_an_event) => {
-                return self
-                    .report_message(context, body, &not_an_event.to_string())
-                    .await;
+                let detail = ErrorDetail::new(ErrorKind::InvalidEvent, not_an_event.to_string());
+                return self.report_message(context, body, &detail, &[]).await;
             }
         };
         let mut disposition = Disposition::Delete;
-        let mut invalid = Vec::new();
-        for record in records {
+        let mut rejected = Vec::new();
+        for (index, record) in records.into_iter().enumerate() {
             match record {
                 Record::Created(object) => {
                     let started = Instant::now();
                     match self.processor.process(&object).await {
                         Ok(Processed::Succeeded {
-                            result_key,
+                            outcome_key,
                             size_bytes,
                         }) => telemetry::file_succeeded(
                             &self.metrics,
                             context,
                             &object.bucket,
                             &object.key,
-                            &result_key,
+                            &outcome_key,
                             size_bytes,
                             started.elapsed(),
                         ),
-                        Ok(Processed::Reported { error_key, kind }) => telemetry::file_reported(
+                        Ok(Processed::Reported { outcome_key, kind }) => telemetry::file_reported(
                             &self.metrics,
                             context,
                             &object.bucket,
                             &object.key,
-                            &error_key,
-                            &kind,
+                            &outcome_key,
+                            kind,
                             started.elapsed(),
                         ),
                         Ok(Processed::Skipped { reason }) => telemetry::file_skipped(
@@ -148,6 +148,13 @@ impl MessageHandler {
                             &object.key,
                             reason,
                         ),
+                        Ok(Processed::Refused { kind, message }) => rejected.push(Rejection {
+                            index,
+                            kind,
+                            message,
+                            bucket: Some(object.bucket),
+                            key: Some(object.key),
+                        }),
                         Err(error) => {
                             telemetry::file_failed_transiently(
                                 &self.metrics,
@@ -161,39 +168,49 @@ impl MessageHandler {
                     }
                 }
                 Record::Ignored { event_name } => telemetry::record_ignored(context, &event_name),
-                Record::Invalid { reason } => invalid.push(reason),
+                Record::Invalid { reason } => rejected.push(Rejection {
+                    index,
+                    kind: ErrorKind::InvalidEvent,
+                    message: reason,
+                    bucket: None,
+                    key: None,
+                }),
             }
         }
-        if !invalid.is_empty() {
-            let reason = format!("unusable record(s): {}", invalid.join("; "));
-            if self.report_message(context, body, &reason).await == Disposition::Retry {
+        if let Some(first) = rejected.first() {
+            let detail = ErrorDetail::new(
+                first.kind,
+                format!("{} record(s) of the message refused", rejected.len()),
+            );
+            if self.report_message(context, body, &detail, &rejected).await == Disposition::Retry {
                 disposition = Disposition::Retry;
             }
         }
         disposition
     }
 
-    /// Writes the report about a message (or records) naming no usable object.
+    /// Writes the report about a message naming no usable source, or about its refused
+    /// records: under the message's id, never under a source's name.
     async fn report_message(
         &self,
         context: MessageContext<'_>,
         body: &str,
-        reason: &str,
+        detail: &ErrorDetail,
+        records: &[Rejection],
     ) -> Disposition {
-        let detail = ErrorDetail::new("invalid_event", reason);
         match self
             .store
-            .write_message_error(context.message_id, body, &detail)
+            .write_message_report(context.message_id, body, detail, records)
             .await
         {
-            Ok(error_key) => {
-                telemetry::message_reported(&self.metrics, context, &error_key, reason);
+            Ok(report_key) => {
+                telemetry::message_reported(&self.metrics, context, &report_key, detail, records);
                 Disposition::Delete
             }
             Err(error) => {
                 telemetry::message_call_failed(
                     context,
-                    "PutObject (error report)",
+                    "PutObject (message report)",
                     &error.to_string(),
                 );
                 Disposition::Retry

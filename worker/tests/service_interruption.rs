@@ -342,7 +342,7 @@ async fn an_interruption_releases_a_slow_file_at_once_and_it_completes_elsewhere
     let other = RunningWorker::start(&stack, elsewhere);
     stack.send_event(&["later.geojson"]).await;
     for key in ["slow.geojson", "later.geojson"] {
-        let result = stack.wait_output(&stack.result_key(key)).await;
+        let result = stack.wait_output(&stack.outcome_key(key)).await;
         assert_eq!(result["exec_output"]["type"], "FeatureCollection");
     }
     stack.wait_drained().await;
@@ -374,13 +374,15 @@ async fn a_file_that_will_finish_well_inside_the_notice_keeps_running() {
     ));
     let worker = RunningWorker::start(&stack, config);
     stack.send_event(&["first.geojson"]).await;
-    stack.wait_output(&stack.result_key("first.geojson")).await;
+    stack.wait_output(&stack.outcome_key("first.geojson")).await;
     stack.wait_drained().await;
 
     stack.send_event(&["second.geojson"]).await;
     stack.wait_held(1).await;
     imds.announce_interruption();
-    stack.wait_output(&stack.result_key("second.geojson")).await;
+    stack
+        .wait_output(&stack.outcome_key("second.geojson"))
+        .await;
     stack.wait_drained().await;
     assert_eq!(
         metric(
@@ -418,7 +420,7 @@ async fn a_rebalance_recommendation_stops_receiving_and_held_files_finish() {
         (seen == 1.0).then_some(())
     })
     .await;
-    stack.wait_output(&stack.result_key("held.geojson")).await;
+    stack.wait_output(&stack.outcome_key("held.geojson")).await;
     stack.send_event(&["new.geojson"]).await;
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -450,7 +452,7 @@ async fn misbehaving_instance_metadata_never_stops_the_work() {
         let (config, metrics) = watching(&stack, &imds, mode);
         let worker = RunningWorker::start(&stack, config);
         stack.send_event(&["fine.geojson"]).await;
-        stack.wait_output(&stack.result_key("fine.geojson")).await;
+        stack.wait_output(&stack.outcome_key("fine.geojson")).await;
         stack.wait_drained().await;
         let case = format!("{behaviour:?} in {mode:?} mode");
         let errors = format!("geobatch_worker_imds_errors_total{{kind=\"{kind}\"}}");

@@ -204,14 +204,15 @@ impl Stack {
         self.send(&json!({ "Records": records }).to_string()).await
     }
 
-    /// Key of the result for `source_key`.
-    pub fn result_key(&self, source_key: &str) -> String {
-        format!("results/{source_key}.json")
+    /// Key of the outcome of `source_key` in the input bucket, spelt out rather than
+    /// computed with the worker's own function, so a change of layout fails the tests.
+    pub fn outcome_key(&self, source_key: &str) -> String {
+        format!("results/{}/{source_key}.json", self.input_bucket)
     }
 
-    /// Key of the error report for `source_key`.
-    pub fn error_key(&self, source_key: &str) -> String {
-        format!("results/{source_key}.error.json")
+    /// Key of the report about the message `message_id`.
+    pub fn message_report_key(&self, message_id: &str) -> String {
+        format!("results/_messages/{message_id}.json")
     }
 
     /// The bytes of an output object, if it exists.
