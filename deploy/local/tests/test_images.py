@@ -245,10 +245,12 @@ class WorkerContainerTest(unittest.TestCase):
             s3.put_object(Bucket=self.stack.input_bucket, Key=self.stack.input_prefix + name, Body=(SAMPLES / name).read_bytes())
 
     def results(self):
+        """Outcomes by input file name (the worker writes <prefix><bucket>/<key>.json)."""
         s3 = self.emulator.client("s3")
-        listed = s3.list_objects_v2(Bucket=self.stack.output_bucket, Prefix=self.stack.output_prefix).get("Contents", [])
+        under = f"{self.stack.output_prefix}{self.stack.input_bucket}/{self.stack.input_prefix}"
+        listed = s3.list_objects_v2(Bucket=self.stack.output_bucket, Prefix=under).get("Contents", [])
         return {
-            item["Key"][len(self.stack.output_prefix + self.stack.input_prefix) :]: json.loads(
+            item["Key"][len(under) :]: json.loads(
                 s3.get_object(Bucket=self.stack.output_bucket, Key=item["Key"])["Body"].read()
             )
             for item in listed
