@@ -142,40 +142,95 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Where the loop's notion of time comes from: the policy's `now`, a [`Duration`] since an
+/// epoch of the clock's choosing that never runs backwards. The live loop reads a monotonic
+/// clock; the simulator passes its simulated time, so both run the same [`PoolLoop::tick`].
+pub trait Clock {
+    /// Time since the clock's epoch.
+    fn now(&self) -> Duration;
+}
+
+/// Wall time since the clock was made, immune to system clock changes.
+#[derive(Debug, Clone, Copy)]
+pub struct MonotonicClock {
+    started: Instant,
+}
+
+impl MonotonicClock {
+    /// A clock whose epoch is now.
+    pub fn start() -> MonotonicClock {
+        MonotonicClock {
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Clock for MonotonicClock {
+    fn now(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
 /// One pool's loop and everything it carries between polls.
 #[derive(Debug)]
-pub struct PoolLoop<O, A> {
+pub struct PoolLoop<O, A, C = MonotonicClock> {
     pool: Pool,
     observer: O,
     actuator: A,
+    /// The policy's time: the live loop's epoch is when the loop was made.
+    clock: C,
     state: PolicyState,
     log: DecisionLog,
     metrics: Metrics,
-    /// The policy's epoch: `now` is the time since the loop was made.
-    started: Instant,
     /// The plan dry-run showed last, so an unchanged plan is not shown again.
     last_dry_run_calls: Vec<Action>,
 }
 
 impl<O: Observer, A: Actuator> PoolLoop<O, A> {
-    /// A loop for one pool.
+    /// A loop for one pool on the monotonic clock, its epoch now.
     pub fn new(pool: Pool, observer: O, actuator: A, log: DecisionLog, metrics: Metrics) -> Self {
+        PoolLoop::with_clock(
+            pool,
+            observer,
+            actuator,
+            MonotonicClock::start(),
+            log,
+            metrics,
+        )
+    }
+}
+
+impl<O: Observer, A: Actuator, C: Clock> PoolLoop<O, A, C> {
+    /// A loop for one pool whose policy reads time from `clock`.
+    pub fn with_clock(
+        pool: Pool,
+        observer: O,
+        actuator: A,
+        clock: C,
+        log: DecisionLog,
+        metrics: Metrics,
+    ) -> Self {
         PoolLoop {
             pool,
             observer,
             actuator,
+            clock,
             state: PolicyState::default(),
             log,
             metrics,
-            started: Instant::now(),
             last_dry_run_calls: Vec::new(),
         }
+    }
+
+    /// The pool this loop controls.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     /// One poll: observe, decide, plan, act, record.
     pub async fn tick(&mut self) -> Tick {
         let snapshot = self.observer.observe(&self.pool).await;
-        let now = self.started.elapsed();
+        let now = self.clock.now();
         let (decision, state) = decide(&snapshot.observation, &self.state, &self.pool.policy, now);
         self.state = state;
         let calls = plan(&self.pool, &snapshot, &decision);
