@@ -30,10 +30,12 @@ $(VENV)/.installed: deploy/requirements-dev.txt
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p geobatch-analysis --all-targets --features geo -- -D warnings
 
 ## test: everything CI checks.
 test: venv lint deploy-lint
 	GEOBATCH_MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server $(CARGO) test --workspace
+	$(CARGO) test -p geobatch-analysis --features geo
 	$(MAKE) images
 	GEOBATCH_LOCAL_RUNNER=container GEOBATCH_REQUIRE_IMAGES=1 $(MAKE) deploy-unit fault-test
 
