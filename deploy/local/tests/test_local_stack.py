@@ -20,6 +20,7 @@ from geobatch_local.agent import EcsAgentStandIn
 from geobatch_local.emulator import Emulator, base_env
 from geobatch_local.pipeline import VENV_MOTO
 from geobatch_local.processes import Supervisor, wait_until
+from geobatch_local.runners import ProcessRunner
 
 # A task that reports busy (protected) while /tmp/<dir>/busy-<task id> exists, idle otherwise,
 # and exits 0 on SIGTERM.
@@ -143,7 +144,7 @@ class LocalStackTest(unittest.TestCase):
             binary = Path(scratch) / "fake-worker"
             binary.write_text(f"#!/bin/sh\nexec {sys.executable} {program} {scratch}\n")
             binary.chmod(0o755)
-            agent = EcsAgentStandIn(self.emulator, stack, binary, Path(scratch), base_env(), poll_secs=0.2)
+            agent = EcsAgentStandIn(self.emulator, stack, ProcessRunner(binary, base_env()), Path(scratch), poll_secs=0.2)
             agent.start()
             try:
                 autoscaling.set_desired_capacity(AutoScalingGroupName=stack.worker_group, DesiredCapacity=1)
