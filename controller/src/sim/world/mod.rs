@@ -1294,7 +1294,13 @@ mod tests {
             vcpus_per_instance: vcpus,
             ..ModelParams::default()
         };
-        let outcome = run(&scenario, &model, &mut OneInstance, 1).expect("balances");
+        after_ready(&scenario, &model)
+    }
+
+    /// The latencies of a run on [`OneInstance`], sorted, in whole seconds after its worker
+    /// started polling.
+    fn after_ready(scenario: &Scenario, model: &ModelParams) -> Vec<u64> {
+        let outcome = run(scenario, model, &mut OneInstance, 1).expect("balances");
         let ready_ms = secs(model.instance_boot_secs + model.task_start_secs);
         let mut after: Vec<u64> = outcome
             .latencies_ms
@@ -1342,14 +1348,6 @@ mod tests {
             vcpus_per_instance: 1,
             ..ModelParams::default()
         };
-        let outcome = run(&scenario, &model, &mut OneInstance, 1).expect("balances");
-        let ready_ms = secs(model.instance_boot_secs + model.task_start_secs);
-        let mut after: Vec<u64> = outcome
-            .latencies_ms
-            .iter()
-            .map(|l| (l - ready_ms).div_ceil(1000))
-            .collect();
-        after.sort_unstable();
-        assert_eq!(after, [100, 150]);
+        assert_eq!(after_ready(&scenario, &model), [100, 150]);
     }
 }
