@@ -6,11 +6,14 @@
 //!   region, credentials), which is how both production and the local emulator are reached.
 //! - [`telemetry`]: `tracing` set-up; JSON lines for services, readable text for people.
 //! - [`http`]: the small HTTP listener that serves `/metrics` (Prometheus) and `/healthz`.
+//! - [`s3_event`]: S3 event notifications in SQS bodies: parsed (the worker) and built
+//!   (the controller's `backfill`), one format in one place.
 //! - [`shutdown`]: a future that resolves on SIGTERM or SIGINT.
 //! - `testing` (feature `testing`): starts the moto emulator for integration tests.
 
 pub mod aws;
 pub mod http;
+pub mod s3_event;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]
