@@ -191,11 +191,13 @@ impl<O: Observer, A: Actuator> PoolLoop<O, A> {
                 }
             }
         }
+        let mut record = DecisionRecord::new(pool, dry_run, &snapshot, &decision, calls.clone());
+        record.failed = failed_call.as_ref().map(ToString::to_string);
         if !calls.is_empty() && show {
-            let mut record =
-                DecisionRecord::new(pool, dry_run, &snapshot, &decision, calls.clone());
-            record.failed = failed_call.as_ref().map(ToString::to_string);
             self.log.write(&record);
+        } else {
+            // Not a change worth a line, but `status` shows it as the latest decision.
+            self.log.remember(record);
         }
         if dry_run {
             self.last_dry_run_calls.clone_from(&calls);

@@ -3,7 +3,12 @@
 //!
 //! It is kept apart from the diagnostic logs on stderr so `geobatch-controller run | jq`
 //! answers "why did capacity change at 03:12?" without filtering.
+//!
+//! The log also remembers each pool's latest decision, including polls that changed
+//! nothing, which the controller serves on `/decisions` for `geobatch-controller status`:
+//! stdout belongs to whatever collects the log, so another process cannot read it back.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -79,6 +84,7 @@ impl DecisionRecord {
 #[derive(Clone)]
 pub struct DecisionLog {
     out: Arc<Mutex<Box<dyn Write + Send>>>,
+    latest: Arc<Mutex<BTreeMap<String, DecisionRecord>>>,
 }
 
 impl DecisionLog {
@@ -91,12 +97,34 @@ impl DecisionLog {
     pub fn to_writer(out: impl Write + Send + 'static) -> DecisionLog {
         DecisionLog {
             out: Arc::new(Mutex::new(Box::new(out))),
+            latest: Arc::default(),
         }
     }
 
-    /// Writes one record as one line. A log that cannot be written must not stop the
-    /// controller, so a failure is reported on stderr and otherwise ignored.
+    /// Remembers a poll's decision as its pool's latest without writing a line (a poll
+    /// that changes nothing).
+    pub fn remember(&self, record: DecisionRecord) {
+        self.latest
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(record.pool.clone(), record);
+    }
+
+    /// Each pool's latest decision, by pool name.
+    pub fn latest(&self) -> Vec<DecisionRecord> {
+        self.latest
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Writes one record as one line, and remembers it as its pool's latest. A log that
+    /// cannot be written must not stop the controller, so a failure is reported on stderr
+    /// and otherwise ignored.
     pub fn write(&self, record: &DecisionRecord) {
+        self.remember(record.clone());
         let line = match serde_json::to_string(record) {
             Ok(line) => line,
             Err(err) => {
