@@ -20,6 +20,7 @@ pub struct Progress {
     terminal: bool,
     started: Instant,
     last_drawn: Option<Instant>,
+    last_done: Option<u64>,
     out: Box<dyn Write + Send>,
 }
 
@@ -40,6 +41,7 @@ impl Progress {
             terminal,
             started: Instant::now(),
             last_drawn: None,
+            last_done: None,
             out,
         }
     }
@@ -62,15 +64,19 @@ impl Progress {
         self.draw(done, total, detail);
     }
 
-    /// Shows the final state, always, and ends the line.
+    /// Shows the final state and ends the line; a plain line already showing it is not
+    /// repeated.
     pub fn finish(&mut self, done: u64, total: Option<u64>, detail: &str) {
-        self.draw(done, total, detail);
         if self.terminal {
+            self.draw(done, total, detail);
             let _ = writeln!(self.out);
+        } else if self.last_done != Some(done) {
+            self.draw(done, total, detail);
         }
     }
 
     fn draw(&mut self, done: u64, total: Option<u64>, detail: &str) {
+        self.last_done = Some(done);
         let line = line(self.label, done, total, self.started.elapsed(), detail);
         // Progress is a courtesy: a closed stderr must not stop the work.
         let _ = if self.terminal {
