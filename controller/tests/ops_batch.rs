@@ -334,11 +334,7 @@ async fn report_totals_equal_the_per_file_outcomes() {
         (4, 3, 1),
         "{totals:?}"
     );
-    assert_eq!(
-        totals.error_kinds.get("truncated"),
-        Some(&1),
-        "{totals:?}"
-    );
+    assert_eq!(totals.error_kinds.get("truncated"), Some(&1), "{totals:?}");
 
     // The CSV's rows, summed, are the totals; each row is one outcome the worker wrote.
     let mut csv = csv_rows(&std::fs::read_to_string(&summary.files[0]).expect("csv"));
