@@ -2,10 +2,12 @@
 //!
 //! One loop per pool, each with its own poll interval and policy state. The same loop runs
 //! live and in dry-run; only the [`Actuator`] differs. Errors have one policy
-//! ([`ErrorPolicy`]): a poll with a failed AWS call holds capacity (the policy sees the
-//! missing data), is logged and counted, and the next poll waits longer, doubling up to
-//! `max_backoff_secs`; the first clean poll resets the wait. Nothing ends the loop but the
-//! shutdown signal, and a poll that has started runs to completion first.
+//! ([`ErrorPolicy`]): a failed read holds capacity (the policy sees the missing data); a
+//! failed call stops only the calls that need it, the others are still made. Either is
+//! logged and counted, and the next poll (which plans again, so retries what is still
+//! needed) waits longer, doubling up to `max_backoff_secs`; the first clean poll resets the
+//! wait. Nothing ends the loop but the shutdown signal, and a poll that has started runs to
+//! completion first.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,15 +67,18 @@ pub struct Tick {
     pub decision: Decision,
     /// The calls planned (made, or in dry-run skipped).
     pub calls: Vec<Action>,
-    /// The call that failed, if one did; the calls after it were not made.
-    pub failed_call: Option<ApiError>,
+    /// The calls that failed, in plan order. Every other call was made, except the ones in
+    /// `skipped`; the next poll plans again, so a failed call is retried if still needed.
+    pub failed_calls: Vec<ApiError>,
+    /// Calls not made because a call they need failed ([`Action::needs`]).
+    pub skipped: Vec<Action>,
 }
 
 impl Tick {
     /// Whether the poll counts as failed for the error policy. CloudWatch alone does not:
     /// it only corroborates, and its failure already keeps the pool from scaling to zero.
     pub fn failed(&self) -> bool {
-        self.failed_call.is_some()
+        !self.failed_calls.is_empty()
             || self
                 .snapshot
                 .errors
@@ -169,8 +174,14 @@ impl<O: Observer, A: Actuator> PoolLoop<O, A> {
         // when it changes, not every time.
         let show = !(dry_run && calls == self.last_dry_run_calls);
         let reason = decision.reason.to_string();
-        let mut failed_call = None;
+        let mut failed: Vec<&Action> = Vec::new();
+        let mut failed_calls = Vec::new();
+        let mut skipped = Vec::new();
         for action in &calls {
+            if failed.iter().any(|earlier| action.needs(earlier)) {
+                skipped.push(action.clone());
+                continue;
+            }
             match self.actuator.apply(action).await {
                 Ok(()) if show => CapacityCall {
                     pool,
@@ -186,13 +197,14 @@ impl<O: Observer, A: Actuator> PoolLoop<O, A> {
                         error: &error,
                     }
                     .emit(&self.metrics);
-                    failed_call = Some(error);
-                    break;
+                    failed.push(action);
+                    failed_calls.push(error);
                 }
             }
         }
         let mut record = DecisionRecord::new(pool, dry_run, &snapshot, &decision, calls.clone());
-        record.failed = failed_call.as_ref().map(ToString::to_string);
+        record.failed = failed_calls.iter().map(ToString::to_string).collect();
+        record.skipped.clone_from(&skipped);
         if !calls.is_empty() && show {
             self.log.write(&record);
         } else {
@@ -206,7 +218,8 @@ impl<O: Observer, A: Actuator> PoolLoop<O, A> {
             snapshot,
             decision,
             calls,
-            failed_call,
+            failed_calls,
+            skipped,
         }
     }
 
@@ -249,6 +262,131 @@ impl<O: Observer, A: Actuator> PoolLoop<O, A> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::tests::{host, pool, snapshot};
+    use crate::policy::{PoolPolicy, QueueDepth};
+
+    /// Sees the same pool on every poll.
+    struct Fixed(PoolSnapshot);
+
+    impl Observer for Fixed {
+        async fn observe(&mut self, _pool: &Pool) -> PoolSnapshot {
+            self.0.clone()
+        }
+    }
+
+    /// Makes every call except those of one operation, which AWS refuses; records all tries.
+    #[derive(Default)]
+    struct Refusing {
+        refused: &'static str,
+        tried: Vec<&'static str>,
+    }
+
+    impl Actuator for Refusing {
+        fn dry_run(&self) -> bool {
+            false
+        }
+
+        async fn apply(&mut self, action: &Action) -> Result<(), ApiError> {
+            self.tried.push(action.call());
+            if action.call() == self.refused {
+                Err(ApiError::unexpected(action.call(), "refused by the test"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    /// A pool that scales in as soon as the queue is empty, so one poll shows the plan.
+    fn eager_pool() -> Pool {
+        Pool {
+            policy: PoolPolicy {
+                scale_in_stabilization: Duration::ZERO,
+                idle_window: Duration::ZERO,
+                require_empty_receives: false,
+                ..PoolPolicy::default()
+            },
+            ..pool()
+        }
+    }
+
+    fn with_backlog(mut snapshot: PoolSnapshot, visible: u64) -> PoolSnapshot {
+        snapshot.observation.queue = Some(QueueDepth {
+            visible,
+            ..QueueDepth::default()
+        });
+        snapshot
+    }
+
+    fn pool_loop(snapshot: PoolSnapshot, refused: &'static str) -> PoolLoop<Fixed, Refusing> {
+        PoolLoop::new(
+            eager_pool(),
+            Fixed(snapshot),
+            Refusing {
+                refused,
+                tried: Vec::new(),
+            },
+            DecisionLog::to_writer(std::io::sink()),
+            Metrics::default(),
+        )
+    }
+
+    /// Issue 12, class 9: a group that refuses a larger desired capacity (its MaxSize was
+    /// lowered) no longer keeps the service from scaling out; the refusal is reported, the
+    /// poll counts as failed (back-off), and the next poll tries it again.
+    #[tokio::test]
+    async fn a_refused_capacity_call_does_not_stop_the_service_update() {
+        let mut pool_loop = pool_loop(
+            with_backlog(snapshot(0, 0, vec![]), 3),
+            "SetDesiredCapacity",
+        );
+
+        let tick = pool_loop.tick().await;
+
+        assert_eq!(
+            pool_loop.actuator.tried,
+            ["SetDesiredCapacity", "UpdateService"]
+        );
+        let failed: Vec<&str> = tick.failed_calls.iter().map(|e| e.call).collect();
+        assert_eq!(failed, ["SetDesiredCapacity"]);
+        assert!(tick.skipped.is_empty(), "{:?}", tick.skipped);
+        assert!(tick.failed());
+
+        pool_loop.tick().await;
+        assert_eq!(
+            pool_loop.actuator.tried,
+            [
+                "SetDesiredCapacity",
+                "UpdateService",
+                "SetDesiredCapacity",
+                "UpdateService"
+            ]
+        );
+    }
+
+    /// Issue 12, class 9: when the scale-in service update fails, the drain that needs it
+    /// waits, but the termination of an instance already drained and idle goes ahead.
+    #[tokio::test]
+    async fn a_failed_service_update_holds_only_the_drain_that_needs_it() {
+        let hosts = vec![host("i-1", "ACTIVE", 0), host("i-2", "DRAINING", 0)];
+        let mut pool_loop = pool_loop(snapshot(2, 2, hosts), "UpdateService");
+
+        let tick = pool_loop.tick().await;
+
+        assert_eq!(
+            pool_loop.actuator.tried,
+            ["UpdateService", "TerminateInstanceInAutoScalingGroup"]
+        );
+        let failed: Vec<&str> = tick.failed_calls.iter().map(|e| e.call).collect();
+        assert_eq!(failed, ["UpdateService"]);
+        assert!(
+            matches!(
+                tick.skipped.as_slice(),
+                [Action::DrainContainerInstance { instance_id, .. }] if instance_id == "i-1"
+            ),
+            "{:?}",
+            tick.skipped
+        );
+    }
 
     #[test]
     fn clean_polls_wait_the_poll_interval() {

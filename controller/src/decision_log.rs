@@ -48,9 +48,12 @@ pub struct DecisionRecord {
     /// The observation's failed reads, which made the policy hold.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub observation_errors: Vec<String>,
-    /// The first call that failed, which stopped the rest.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub failed: Option<String>,
+    /// The calls that failed; the others were made, except those in `skipped`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<String>,
+    /// Calls not made because a call they need failed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<Action>,
 }
 
 impl DecisionRecord {
@@ -75,7 +78,8 @@ impl DecisionRecord {
             reason_detail: decision.reason.clone(),
             calls,
             observation_errors: snapshot.errors.iter().map(ToString::to_string).collect(),
-            failed: None,
+            failed: Vec::new(),
+            skipped: Vec::new(),
         }
     }
 }

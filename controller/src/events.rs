@@ -7,8 +7,8 @@ use crate::aws::ApiError;
 use crate::metrics::Metrics;
 use crate::plan::Action;
 
-/// An AWS call failed; the policy holds what it could not see, or the remaining calls of
-/// the poll wait for the next one.
+/// An AWS call failed; the policy holds what it could not see, or a failed call is tried
+/// again on the next poll if it is still needed.
 #[derive(Debug)]
 pub struct ApiCallFailed<'a> {
     /// The pool being observed or changed.

@@ -1,5 +1,6 @@
-//! Observing a pool: the queue, the ECS service and its container instances, the Auto
-//! Scaling Group, and (once a CloudWatch interval) the queue's SQS metrics.
+//! Observing a pool: the queue, the ECS service, its container instances and the tasks
+//! being stopped on them, the Auto Scaling Group, and (once a CloudWatch interval) the
+//! queue's SQS metrics.
 //!
 //! Each call that fails leaves its part of the snapshot empty and its error in
 //! [`PoolSnapshot::errors`]; the policy then holds the current size. Nothing here decides.
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_sdk_autoscaling::types::LifecycleState;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, ScanBy};
+use aws_sdk_ecs::types::{DesiredStatus, Task};
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde::Serialize;
 
@@ -56,6 +58,11 @@ pub struct ContainerInstance {
     pub running_tasks: u32,
     /// Tasks placed on it and starting.
     pub pending_tasks: u32,
+    /// Tasks ECS is stopping on it: desired status `STOPPED`, last status not yet (still
+    /// inside their stop timeout, finishing a file). The counts above go by last status
+    /// (`RUNNING`, `PENDING`), so a task in `DEACTIVATING`, `STOPPING` or `DEPROVISIONING`
+    /// is in neither, yet the worker in it is still at work.
+    pub stopping_tasks: u32,
 }
 
 impl Host {
@@ -71,12 +78,12 @@ impl Host {
             .is_some_and(|c| c.status == "DRAINING")
     }
 
-    /// Whether it is registered and neither runs nor starts a task: the only kind of
-    /// instance the controller will ever remove.
+    /// Whether it is registered and neither runs, starts nor stops a task: the only kind
+    /// of instance the controller will ever remove.
     pub fn idle(&self) -> bool {
         self.container
             .as_ref()
-            .is_some_and(|c| c.running_tasks == 0 && c.pending_tasks == 0)
+            .is_some_and(|c| c.running_tasks == 0 && c.pending_tasks == 0 && c.stopping_tasks == 0)
     }
 }
 
@@ -321,8 +328,77 @@ async fn group(
     ))
 }
 
-/// The cluster's container instances by EC2 instance id.
+/// The cluster's container instances by EC2 instance id, with the tasks being stopped on
+/// each.
 async fn container_instances(
+    clients: &AwsClients,
+    pool: &Pool,
+) -> Result<HashMap<String, ContainerInstance>, ApiError> {
+    let (mut by_instance, stopping) = tokio::try_join!(
+        registered_instances(clients, pool),
+        stopping_tasks(clients, pool)
+    )?;
+    for container in by_instance.values_mut() {
+        container.stopping_tasks = stopping.get(&container.arn).copied().unwrap_or(0);
+    }
+    Ok(by_instance)
+}
+
+/// Tasks being stopped, counted by container instance ARN. `ListTasks` with desired status
+/// `STOPPED` names the tasks ECS is stopping and those it stopped in the last hour or so;
+/// `DescribeTasks` tells them apart by their last status.
+async fn stopping_tasks(
+    clients: &AwsClients,
+    pool: &Pool,
+) -> Result<HashMap<String, u32>, ApiError> {
+    let mut arns = Vec::new();
+    let mut next_token = None;
+    loop {
+        let page = clients
+            .ecs
+            .list_tasks()
+            .cluster(&pool.cluster)
+            .desired_status(DesiredStatus::Stopped)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|err| ApiError::from_sdk("ListTasks", err))?;
+        arns.extend(page.task_arns().iter().cloned());
+        next_token = page.next_token().map(str::to_owned);
+        if next_token.is_none() {
+            break;
+        }
+    }
+    let mut stopping = HashMap::new();
+    // DescribeTasks takes at most 100 at a time.
+    for chunk in arns.chunks(100) {
+        let output = clients
+            .ecs
+            .describe_tasks()
+            .cluster(&pool.cluster)
+            .set_tasks(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|err| ApiError::from_sdk("DescribeTasks", err))?;
+        count_stopping(output.tasks(), &mut stopping);
+    }
+    Ok(stopping)
+}
+
+/// Adds the tasks that are stopping but not stopped to their container instance's count.
+fn count_stopping(tasks: &[Task], by_instance: &mut HashMap<String, u32>) {
+    for task in tasks {
+        let stopping =
+            task.desired_status() == Some("STOPPED") && task.last_status() != Some("STOPPED");
+        if let (true, Some(arn)) = (stopping, task.container_instance_arn()) {
+            *by_instance.entry(arn.to_owned()).or_default() += 1;
+        }
+    }
+}
+
+/// The cluster's registered container instances by EC2 instance id, as
+/// `DescribeContainerInstances` counts their tasks.
+async fn registered_instances(
     clients: &AwsClients,
     pool: &Pool,
 ) -> Result<HashMap<String, ContainerInstance>, ApiError> {
@@ -367,6 +443,7 @@ async fn container_instances(
                     status: ci.status().unwrap_or("UNKNOWN").to_owned(),
                     running_tasks: count(ci.running_tasks_count()),
                     pending_tasks: count(ci.pending_tasks_count()),
+                    stopping_tasks: 0,
                 },
             );
         }
@@ -448,4 +525,53 @@ async fn queue_metrics(
 /// read as 0.
 fn count(value: i32) -> u32 {
     u32::try_from(value).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(instance: &str, desired: &str, last: &str) -> Task {
+        Task::builder()
+            .container_instance_arn(instance)
+            .desired_status(desired)
+            .last_status(last)
+            .build()
+    }
+
+    /// Issue 12, class 9: a task ECS is stopping (desired `STOPPED`, still inside its stop
+    /// timeout in any of the states before `STOPPED`) counts against its instance; a task
+    /// that has stopped does not.
+    #[test]
+    fn tasks_being_stopped_are_counted_on_their_instance() {
+        let tasks = [
+            task("arn:ci/1", "STOPPED", "RUNNING"),
+            task("arn:ci/1", "STOPPED", "DEACTIVATING"),
+            task("arn:ci/2", "STOPPED", "STOPPING"),
+            task("arn:ci/2", "STOPPED", "DEPROVISIONING"),
+            task("arn:ci/3", "STOPPED", "STOPPED"),
+        ];
+        let mut counts = HashMap::new();
+        count_stopping(&tasks, &mut counts);
+        assert_eq!(counts.get("arn:ci/1"), Some(&2));
+        assert_eq!(counts.get("arn:ci/2"), Some(&2));
+        assert_eq!(counts.get("arn:ci/3"), None);
+    }
+
+    #[test]
+    fn an_instance_with_a_stopping_task_is_not_idle() {
+        let host = |stopping_tasks| Host {
+            instance_id: "i-1".into(),
+            lifecycle_state: "InService".into(),
+            container: Some(ContainerInstance {
+                arn: "arn:ci/1".into(),
+                status: "ACTIVE".into(),
+                running_tasks: 0,
+                pending_tasks: 0,
+                stopping_tasks,
+            }),
+        };
+        assert!(host(0).idle());
+        assert!(!host(1).idle());
+    }
 }

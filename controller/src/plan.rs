@@ -84,6 +84,22 @@ impl Action {
             Action::TerminateInstance { .. } => "TerminateInstanceInAutoScalingGroup",
         }
     }
+
+    /// Whether this call must wait for the next poll when `earlier`, a call before it in the
+    /// same plan, failed. Calls are otherwise independent: a group that refuses a new
+    /// desired capacity (say its MaxSize was lowered) must not keep the service from
+    /// scaling onto the instances it has. The one dependency is the drain on scale-in: an
+    /// idle instance is surplus only once the service's lower count went through; while the
+    /// service keeps its old count, ECS may need that instance to place a task.
+    pub fn needs(&self, earlier: &Action) -> bool {
+        matches!(
+            (self, earlier),
+            (
+                Action::DrainContainerInstance { .. },
+                Action::UpdateService { .. }
+            )
+        )
+    }
 }
 
 impl fmt::Display for Action {
@@ -130,7 +146,8 @@ impl fmt::Display for Action {
 }
 
 /// The calls that carry out `decision` for a pool as `snapshot` saw it, in the order to make
-/// them. The first call that fails should stop the rest for this poll.
+/// them. Each call is made on its own: one that fails stops only the calls that need it
+/// ([`Action::needs`]), and the next poll plans again from what it sees.
 pub fn plan(pool: &Pool, snapshot: &PoolSnapshot, decision: &Decision) -> Vec<Action> {
     let (Some(service), Some(group)) =
         (snapshot.observation.service, snapshot.observation.instances)
@@ -218,13 +235,13 @@ fn count(n: usize) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::observe::ContainerInstance;
     use crate::policy::{InstanceGroup, Observation, PoolPolicy, QueueDepth, Reason, ServiceTasks};
     use std::time::Duration;
 
-    fn pool() -> Pool {
+    pub(crate) fn pool() -> Pool {
         Pool {
             name: "geo".into(),
             queue_url: "http://127.0.0.1/1/q".into(),
@@ -237,7 +254,7 @@ mod tests {
         }
     }
 
-    fn host(id: &str, status: &str, running: u32) -> Host {
+    pub(crate) fn host(id: &str, status: &str, running: u32) -> Host {
         Host {
             instance_id: id.into(),
             lifecycle_state: "InService".into(),
@@ -246,11 +263,12 @@ mod tests {
                 status: status.into(),
                 running_tasks: running,
                 pending_tasks: 0,
+                stopping_tasks: 0,
             }),
         }
     }
 
-    fn snapshot(tasks: u32, instances: u32, hosts: Vec<Host>) -> PoolSnapshot {
+    pub(crate) fn snapshot(tasks: u32, instances: u32, hosts: Vec<Host>) -> PoolSnapshot {
         PoolSnapshot {
             observation: Observation {
                 queue: Some(QueueDepth::default()),
@@ -355,6 +373,26 @@ mod tests {
             calls(&actions),
             ["terminate drained idle instance i-1 in g, decrementing desired capacity"]
         );
+    }
+
+    /// Issue 12, class 9: a worker finishing its file inside the stop timeout keeps its
+    /// instance: neither drained nor, once drained, terminated.
+    #[test]
+    fn an_instance_whose_task_is_stopping_is_neither_drained_nor_terminated() {
+        let stopping = |id, status| {
+            let mut host = host(id, status, 0);
+            if let Some(container) = host.container.as_mut() {
+                container.stopping_tasks = 1;
+            }
+            host
+        };
+        let snap = snapshot(
+            0,
+            2,
+            vec![stopping("i-1", "ACTIVE"), stopping("i-2", "DRAINING")],
+        );
+        let actions = plan(&pool(), &snap, &decision(0, 0, Direction::In));
+        assert!(actions.is_empty(), "{actions:?}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use geobatch_controller::config::Pool;
 use geobatch_controller::control::PoolLoop;
 use geobatch_controller::decision_log::DecisionLog;
 use geobatch_controller::metrics::Metrics;
-use geobatch_controller::observe::AwsObserver;
+use geobatch_controller::observe::{AwsObserver, Observer};
 use geobatch_controller::policy::Direction;
 use support::{Captured, Fleet};
 
@@ -225,6 +225,37 @@ async fn only_idle_instances_are_terminated() {
         .collect();
     assert_eq!(terminated.len(), 3);
     assert_eq!(terminated.last(), Some(&busy), "the busy one went last");
+}
+
+/// Issue 12, class 9: the observer reads the tasks ECS is stopping (`ListTasks` with
+/// desired status STOPPED, then `DescribeTasks`) on every poll. moto has no stop timeout:
+/// `StopTask` moves a task straight to STOPPED, so here a stopped task must leave its
+/// instance idle and the observation complete; a task still inside its stop timeout (which
+/// moto cannot hold) is covered by the unit tests of `observe` and `plan`.
+#[tokio::test]
+async fn stopped_tasks_are_observed_and_free_their_instance() {
+    let fleet = Fleet::create(Emulator::shared(), 0, 1).await;
+    let instance = fleet.group_instances().await[0].0.clone();
+    let task = fleet.start_task_on(&instance).await;
+    let mut observer = AwsObserver::new(fleet.clients.clone(), Duration::from_secs(60));
+    let pool = fleet.pool(|p| p.require_empty_receives = false);
+
+    let busy = observer.observe(&pool).await;
+    assert!(busy.errors.is_empty(), "{:?}", busy.errors);
+    let hosts = busy.hosts.expect("hosts observed");
+    assert!(!hosts[0].idle(), "{hosts:?}");
+
+    fleet.stop_task(&task).await;
+    let stopped = observer.observe(&pool).await;
+    assert!(stopped.errors.is_empty(), "{:?}", stopped.errors);
+    let hosts = stopped.hosts.expect("hosts observed");
+    let container = hosts[0].container.as_ref().expect("registered");
+    assert_eq!(
+        (container.running_tasks, container.stopping_tasks),
+        (0, 0),
+        "{hosts:?}"
+    );
+    assert!(hosts[0].idle());
 }
 
 /// Work that returns while idle instances are draining takes a drained instance back

@@ -179,10 +179,10 @@ def throughput_run(binary, endpoint, files, concurrency, log_path, run_id):
         obj["Key"]
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=out)
         for obj in page.get("Contents", [])
-        if obj["Key"].endswith(".error.json")
+        if json.loads(s3.get_object(Bucket=out, Key=obj["Key"])["Body"].read()).get("status") != "ok"
     ]
     if errors:
-        sys.exit(f"unexpected error reports: {errors[:5]}")
+        sys.exit(f"unexpected error outcomes: {errors[:5]}")
     return elapsed, rss, code
 
 
@@ -218,7 +218,7 @@ def large_object_run(binary, endpoint, size_mib, log_path):
             sys.exit(f"the worker exited early; see {log_path}")
         try:
             result = json.loads(
-                s3.get_object(Bucket=out, Key="large.geojson.json")["Body"].read()
+                s3.get_object(Bucket=out, Key=f"{bucket}/large.geojson.json")["Body"].read()
             )
             break
         except s3.exceptions.NoSuchKey:

@@ -10,14 +10,22 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use geobatch_common::outcome::OutputLocation;
+use geobatch_common::outcome::is_bucket_name;
 use geobatch_common::telemetry::LogFormat;
 
 use geobatch_analysis::AnalysisOptions;
+
+use crate::interruption::{SpotWatch, SpotWatchMode};
 
 /// SQS's upper bound for a message's visibility timeout (12 hours).
 const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
 /// ECS's upper bound for task scale-in protection (48 hours).
 const MAX_PROTECTION_MINUTES: u32 = 2880;
+/// Bounds of the Spot watcher's poll interval: instance metadata throttles very fast
+/// pollers, and a slow one eats into the two-minute notice.
+const MIN_SPOT_POLL: Duration = Duration::from_millis(100);
+const MAX_SPOT_POLL: Duration = Duration::from_secs(30);
 
 /// Options of `geobatch-worker run`, as typed on the command line or set in the environment.
 #[derive(Debug, Clone, clap::Args)]
@@ -26,13 +34,14 @@ pub struct RunArgs {
     #[arg(long, env = "GEOBATCH_QUEUE_URL")]
     pub queue_url: String,
 
-    /// Where results go, as s3://BUCKET/PREFIX/. The result for s3://B/K is written to
-    /// PREFIX + K + ".json", an error report to PREFIX + K + ".error.json".
+    /// Where outcomes go, as s3://BUCKET/PREFIX/. The outcome (result or error) of s3://B/K
+    /// is written to PREFIX + B + "/" + K + ".json" (see docs/worker.md for the layout).
     #[arg(long, env = "GEOBATCH_OUTPUT", value_name = "S3_URL")]
     pub output: String,
 
-    /// Comma-separated buckets whose events are accepted; events for any other bucket get an
-    /// error report (kind bucket_not_allowed). `*` accepts every bucket.
+    /// Comma-separated buckets whose events are accepted; a record for any other bucket is
+    /// refused (kind bucket_not_allowed) in its message's report, never read. `*` accepts
+    /// every validly named bucket.
     #[arg(
         long,
         env = "GEOBATCH_ALLOWED_BUCKETS",
@@ -114,24 +123,36 @@ pub struct RunArgs {
     #[arg(long, env = "GEOBATCH_PROTECTION_MINUTES", default_value_t = 60)]
     pub protection_minutes: u32,
 
+    /// Watch EC2 instance metadata for Spot interruption notices and rebalance
+    /// recommendations: `auto` is on when instance metadata hands out an IMDSv2 token at
+    /// start-up (on EC2) and off elsewhere, saying so once; `on` keeps trying; `off` never
+    /// looks.
+    #[arg(long, env = "GEOBATCH_SPOT_WATCH", value_enum, default_value = "auto")]
+    pub spot_watch: SpotWatchMode,
+
+    /// Base URL of the EC2 instance metadata service (IMDSv2), plain HTTP.
+    #[arg(
+        long,
+        env = "GEOBATCH_IMDS_ENDPOINT",
+        default_value = "http://169.254.169.254"
+    )]
+    pub imds_endpoint: String,
+
+    /// How often instance metadata is asked for a Spot notice while the watcher is on; a
+    /// message to release is released within about this long of the notice.
+    #[arg(long, env = "GEOBATCH_SPOT_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub spot_poll_interval: Duration,
+
     /// Log line format on stderr.
     #[arg(long, env = "GEOBATCH_LOG_FORMAT", value_enum, default_value = "json")]
     pub log_format: LogFormat,
 }
 
-/// An `s3://bucket/prefix/` output location.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutputLocation {
-    /// Bucket the results are written to.
-    pub bucket: String,
-    /// Key prefix, empty or ending in `/`, prepended to every source key.
-    pub prefix: String,
-}
-
 /// Which buckets' events the worker accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AllowedBuckets {
-    /// `*`: any bucket (for accounts where the queue policy already restricts the sources).
+    /// `*`: any validly named bucket (for accounts where the queue policy already restricts
+    /// the sources).
     Any,
     /// Only these buckets.
     Only(Vec<String>),
@@ -141,7 +162,7 @@ impl AllowedBuckets {
     /// Whether events for `bucket` may be processed.
     pub fn allows(&self, bucket: &str) -> bool {
         match self {
-            AllowedBuckets::Any => true,
+            AllowedBuckets::Any => is_bucket_name(bucket),
             AllowedBuckets::Only(names) => names.iter().any(|name| name == bucket),
         }
     }
@@ -194,6 +215,8 @@ pub struct WorkerConfig {
     pub ecs_agent_uri: Option<String>,
     /// Lifetime of each task-protection request, in minutes.
     pub protection_minutes: u32,
+    /// The Spot interruption watcher.
+    pub spot: SpotWatch,
 }
 
 /// A flag whose value cannot work, named so the operator knows what to fix.
@@ -276,12 +299,27 @@ impl WorkerConfig {
             }
             None => {
                 let defaults = AnalysisOptions::default();
+                let cpus = std::thread::available_parallelism().map_or(1, usize::from);
                 Processor::Analysis(AnalysisOptions {
                     max_feature_bytes: args.max_feature_bytes.unwrap_or(defaults.max_feature_bytes),
+                    threads: geobatch_analysis::threads_per_file(cpus, concurrency),
                     ..defaults
                 })
             }
         };
+        if args.spot_poll_interval < MIN_SPOT_POLL || args.spot_poll_interval > MAX_SPOT_POLL {
+            return Err(invalid(
+                "spot-poll-interval",
+                "must be between 100ms and 30s (the notice gives two minutes)",
+            ));
+        }
+        let imds_endpoint = args.imds_endpoint.trim().trim_end_matches('/').to_owned();
+        if !imds_endpoint.starts_with("http://") || imds_endpoint.len() == "http://".len() {
+            return Err(invalid(
+                "imds-endpoint",
+                format!("`{}` is not an http://HOST[:PORT] URL", args.imds_endpoint),
+            ));
+        }
         let ecs_agent_uri = args
             .ecs_agent_uri
             .map(|uri| uri.trim_end_matches('/').to_owned())
@@ -302,32 +340,18 @@ impl WorkerConfig {
             work_dir: args.work_dir.unwrap_or_else(std::env::temp_dir),
             ecs_agent_uri,
             protection_minutes: args.protection_minutes,
+            spot: SpotWatch {
+                mode: args.spot_watch,
+                imds_endpoint,
+                poll_interval: args.spot_poll_interval,
+            },
         })
     }
 }
 
-/// Parses `s3://bucket/prefix/`; the prefix may be empty, and a missing trailing `/` is added
-/// so `s3://b/results` and `s3://b/results/` mean the same place.
+/// Parses the `--output` URL (see [`OutputLocation::parse`]).
 pub fn parse_output(url: &str) -> Result<OutputLocation, ConfigError> {
-    let rest = url.strip_prefix("s3://").ok_or_else(|| {
-        invalid(
-            "output",
-            format!("`{url}` is not an s3://BUCKET/PREFIX/ URL"),
-        )
-    })?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    if bucket.is_empty() {
-        return Err(invalid("output", format!("`{url}` names no bucket")));
-    }
-    let prefix = if prefix.is_empty() || prefix.ends_with('/') {
-        prefix.to_owned()
-    } else {
-        format!("{prefix}/")
-    };
-    Ok(OutputLocation {
-        bucket: bucket.to_owned(),
-        prefix,
-    })
+    OutputLocation::parse(url).map_err(|err| invalid("output", err.to_string()))
 }
 
 fn parse_allowed_buckets(raw: &[String]) -> Result<AllowedBuckets, ConfigError> {
@@ -344,6 +368,12 @@ fn parse_allowed_buckets(raw: &[String]) -> Result<AllowedBuckets, ConfigError> 
     }
     if names.iter().any(|name| name == "*") {
         return Ok(AllowedBuckets::Any);
+    }
+    if let Some(name) = names.iter().find(|name| !is_bucket_name(name)) {
+        return Err(invalid(
+            "allowed-buckets",
+            format!("`{name}` is not a valid S3 bucket name"),
+        ));
     }
     Ok(AllowedBuckets::Only(names))
 }
@@ -394,7 +424,7 @@ mod tests {
             "--output",
             "s3://out/results/",
             "--allowed-buckets",
-            "in",
+            "in1",
         ];
         argv.extend_from_slice(extra);
         Cli::parse_from(argv).run
@@ -413,26 +443,34 @@ mod tests {
     }
 
     #[test]
-    fn output_urls_are_normalised_to_a_prefix_ending_in_a_slash() {
-        let table = [
-            ("s3://b/results/", "b", "results/"),
-            ("s3://b/results", "b", "results/"),
-            ("s3://b/", "b", ""),
-            ("s3://b", "b", ""),
-            ("s3://b/a/b/c", "b", "a/b/c/"),
-        ];
-        for (url, bucket, prefix) in table {
-            let parsed = parse_output(url).expect(url);
-            assert_eq!(
-                (parsed.bucket.as_str(), parsed.prefix.as_str()),
-                (bucket, prefix)
-            );
-        }
+    fn output_urls_are_parsed_by_the_shared_layout_and_errors_name_the_flag() {
+        let parsed = parse_output("s3://out/results").expect("valid");
+        assert_eq!(
+            (parsed.bucket.as_str(), parsed.prefix.as_str()),
+            ("out", "results/")
+        );
         assert_eq!(
             parse_output("https://b/x").map_err(|e| e.flag),
             Err("output")
         );
         assert_eq!(parse_output("s3:///x").map_err(|e| e.flag), Err("output"));
+    }
+
+    #[test]
+    fn analysis_threads_share_the_cores_among_concurrent_files() {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        for concurrency in [1, 2, 64] {
+            let flag = concurrency.to_string();
+            let config = WorkerConfig::from_args(args(&["--concurrency", &flag])).expect("valid");
+            let Processor::Analysis(options) = config.processor else {
+                panic!("the built-in analysis by default");
+            };
+            assert_eq!(
+                options.threads,
+                (cpus / concurrency).max(1),
+                "{concurrency}"
+            );
+        }
     }
 
     #[test]
@@ -449,7 +487,7 @@ mod tests {
         assert!(matches!(config.processor, Processor::Analysis(_)));
         assert_eq!(
             config.allowed_buckets,
-            AllowedBuckets::Only(vec!["in".into()])
+            AllowedBuckets::Only(vec!["in1".into()])
         );
     }
 
@@ -472,11 +510,48 @@ mod tests {
     }
 
     #[test]
+    fn the_spot_watcher_is_automatic_by_default_and_its_flags_are_checked() {
+        let config = WorkerConfig::from_args(args(&[])).expect("defaults are valid");
+        assert_eq!(
+            config.spot,
+            SpotWatch {
+                mode: SpotWatchMode::Auto,
+                imds_endpoint: "http://169.254.169.254".to_owned(),
+                poll_interval: Duration::from_secs(1),
+            }
+        );
+        let table: [(&[&str], &str); 4] = [
+            (&["--spot-poll-interval", "50ms"], "spot-poll-interval"),
+            (&["--spot-poll-interval", "1m"], "spot-poll-interval"),
+            (
+                &["--imds-endpoint", "https://169.254.169.254"],
+                "imds-endpoint",
+            ),
+            (&["--imds-endpoint", "http://"], "imds-endpoint"),
+        ];
+        for (extra, flag) in table {
+            let error = WorkerConfig::from_args(args(extra)).expect_err(flag);
+            assert_eq!(error.flag, flag, "{extra:?}");
+        }
+        let local = [
+            "--spot-watch",
+            "on",
+            "--imds-endpoint",
+            "http://127.0.0.1:8111/",
+        ];
+        let config = WorkerConfig::from_args(args(&local)).expect("valid");
+        assert_eq!(config.spot.mode, SpotWatchMode::On);
+        assert_eq!(config.spot.imds_endpoint, "http://127.0.0.1:8111");
+    }
+
+    #[test]
     fn a_star_allows_any_bucket_and_a_list_only_its_members() {
-        let any = parse_allowed_buckets(&["a".into(), "*".into()]).expect("valid");
+        let any = parse_allowed_buckets(&["abc".into(), "*".into()]).expect("valid");
         assert!(any.allows("whatever"));
-        let only = parse_allowed_buckets(&[" a ".into(), "b".into()]).expect("valid");
-        assert!(only.allows("a") && only.allows("b") && !only.allows("c"));
+        assert!(!any.allows("what/ever"), "a forged name is never allowed");
+        let only = parse_allowed_buckets(&[" abc ".into(), "abd".into()]).expect("valid");
+        assert!(only.allows("abc") && only.allows("abd") && !only.allows("abe"));
         assert!(parse_allowed_buckets(&[" ".into()]).is_err());
+        assert!(parse_allowed_buckets(&["in/x".into()]).is_err());
     }
 }

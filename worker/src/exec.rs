@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
 use crate::event::ObjectRef;
+use crate::kind::ErrorKind;
 use crate::results::ErrorDetail;
 
 /// Largest standard output accepted as a result.
@@ -81,7 +82,7 @@ pub async fn run(
             return Err(ExecFailure::Permanent(ErrorDetail {
                 stderr: Some(lossy(&stderr)),
                 ..ErrorDetail::new(
-                    "exec_timeout",
+                    ErrorKind::ExecTimeout,
                     format!("`{command}` did not finish within {timeout:?}"),
                 )
             }));
@@ -95,14 +96,17 @@ pub async fn run(
         return Err(ExecFailure::Permanent(ErrorDetail {
             exit_code: status.code(),
             stderr: Some(lossy(&stderr)),
-            ..ErrorDetail::new("exec_failed", format!("`{command}` failed ({status})"))
+            ..ErrorDetail::new(
+                ErrorKind::ExecFailed,
+                format!("`{command}` failed ({status})"),
+            )
         }));
     }
     if overflowed {
         return Err(ExecFailure::Permanent(ErrorDetail {
             stderr: Some(lossy(&stderr)),
             ..ErrorDetail::new(
-                "exec_output_too_large",
+                ErrorKind::ExecOutputTooLarge,
                 format!("`{command}` wrote more than {MAX_STDOUT_BYTES} bytes to stdout"),
             )
         }));
@@ -222,7 +226,7 @@ mod tests {
         let ExecFailure::Permanent(detail) = failure else {
             panic!("not permanent: {failure:?}");
         };
-        assert_eq!(detail.kind, "exec_failed");
+        assert_eq!(detail.kind, ErrorKind::ExecFailed);
         assert_eq!(detail.exit_code, Some(3));
         assert_eq!(detail.stderr.as_deref(), Some("broken\n"));
     }
@@ -240,7 +244,7 @@ mod tests {
         let ExecFailure::Permanent(detail) = failure else {
             panic!("not permanent: {failure:?}");
         };
-        assert_eq!(detail.kind, "exec_timeout");
+        assert_eq!(detail.kind, ErrorKind::ExecTimeout);
         // The stray `sleep` holds stderr open; only killing the group lets it be collected.
         assert_eq!(detail.stderr.as_deref(), Some("started\n"));
     }

@@ -13,9 +13,12 @@
 //! - [`process`]: one object: checks, download, analysis or `--exec`, outcome.
 //! - [`fetch`]: streams an object to a temporary file within the size limit.
 //! - [`exec`]: runs the `--exec` command on a downloaded file.
-//! - [`results`]: the result and error-report documents and where they are written.
+//! - [`results`]: the outcome documents and message reports, and writing them.
+//! - [`kind`]: the permanent error kinds and their stable names.
 //! - [`visibility`]: the visibility heartbeat and the retry backoff.
 //! - [`protection`]: ECS task scale-in protection while messages are held.
+//! - [`held`]: the messages held right now, each with its own release signal.
+//! - [`interruption`]: Spot interruption notices from instance metadata, and what to release.
 //! - [`telemetry`]: the worker's observable events: log lines and Prometheus metrics.
 //! - [`sdk_error`]: what an AWS SDK error means for a message.
 
@@ -24,6 +27,9 @@ pub mod config;
 pub use geobatch_common::s3_event as event;
 pub mod exec;
 pub mod fetch;
+pub mod held;
+pub mod interruption;
+pub mod kind;
 pub mod message;
 pub mod process;
 pub mod protection;

@@ -3,19 +3,20 @@
 //! The rules that make delivery at-least-once and nothing lost live here: every record is
 //! handled; the message is deleted only after the outcome of every record is written; a
 //! transient failure of any record sends the whole message back with a growing delay (its
-//! finished records are redone idempotently); a message abandoned at shutdown is released
-//! with visibility 0 so another worker takes it at once.
+//! finished records are redone idempotently); a message abandoned at shutdown, or ahead of
+//! a Spot interruption, is released with visibility 0 so another worker takes it at once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
-use tokio::sync::watch;
 
 use crate::config::WorkerConfig;
 use crate::event::{self, Notification, Record};
+use crate::held::{ReleaseReason, ReleaseSignal};
+use crate::kind::ErrorKind;
 use crate::process::{ObjectProcessor, Processed};
-use crate::results::{ErrorDetail, ResultStore};
+use crate::results::{ErrorDetail, Rejection, ResultStore};
 use crate::telemetry::{self, MessageContext, Metrics};
 use crate::visibility;
 
@@ -45,8 +46,9 @@ pub struct MessageHandler {
 }
 
 impl MessageHandler {
-    /// Handles `message` to the end, or releases it as soon as `abandon` turns true.
-    pub async fn run(&self, message: Message, mut abandon: watch::Receiver<bool>) {
+    /// Handles `message` to the end, or releases it with visibility 0 as soon as `release`
+    /// gives a reason.
+    pub async fn run(&self, message: Message, mut release: ReleaseSignal) {
         let message_id = message.message_id().unwrap_or("(no id)").to_owned();
         let receive_count = receive_count(&message);
         let context = MessageContext {
@@ -73,16 +75,16 @@ impl MessageHandler {
         ));
         let body = message.body().unwrap_or_default();
         let disposition = tokio::select! {
-            disposition = self.handle(context, body) => Some(disposition),
-            () = abandoned(&mut abandon) => None,
+            disposition = self.handle(context, body) => Ok(disposition),
+            reason = released(&mut release) => Err(reason),
         };
         let _stopped = stop_heartbeat.send(());
         if let Err(err) = heartbeat.await {
             tracing::error!(message_id, error = %err, "the visibility heartbeat failed");
         }
         match disposition {
-            Some(Disposition::Delete) => self.delete(context, &receipt_handle).await,
-            Some(Disposition::Retry) => {
+            Ok(Disposition::Delete) => self.delete(context, &receipt_handle).await,
+            Ok(Disposition::Retry) => {
                 let delay = visibility::retry_delay(
                     receive_count,
                     self.config.retry_base_delay,
@@ -90,8 +92,8 @@ impl MessageHandler {
                 );
                 self.release(context, &receipt_handle, "retry", delay).await;
             }
-            None => {
-                self.release(context, &receipt_handle, "shutdown", Duration::ZERO)
+            Err(reason) => {
+                self.release(context, &receipt_handle, reason.as_str(), Duration::ZERO)
                     .await;
             }
         }
@@ -107,37 +109,36 @@ impl MessageHandler {
             }
             Ok(Notification::Records(records)) => records,
             Err(not_an_event) => {
-                return self
-                    .report_message(context, body, &not_an_event.to_string())
-                    .await;
+                let detail = ErrorDetail::new(ErrorKind::InvalidEvent, not_an_event.to_string());
+                return self.report_message(context, body, &detail, &[]).await;
             }
         };
         let mut disposition = Disposition::Delete;
-        let mut invalid = Vec::new();
-        for record in records {
+        let mut rejected = Vec::new();
+        for (index, record) in records.into_iter().enumerate() {
             match record {
                 Record::Created(object) => {
                     let started = Instant::now();
                     match self.processor.process(&object).await {
                         Ok(Processed::Succeeded {
-                            result_key,
+                            outcome_key,
                             size_bytes,
                         }) => telemetry::file_succeeded(
                             &self.metrics,
                             context,
                             &object.bucket,
                             &object.key,
-                            &result_key,
+                            &outcome_key,
                             size_bytes,
                             started.elapsed(),
                         ),
-                        Ok(Processed::Reported { error_key, kind }) => telemetry::file_reported(
+                        Ok(Processed::Reported { outcome_key, kind }) => telemetry::file_reported(
                             &self.metrics,
                             context,
                             &object.bucket,
                             &object.key,
-                            &error_key,
-                            &kind,
+                            &outcome_key,
+                            kind,
                             started.elapsed(),
                         ),
                         Ok(Processed::Skipped { reason }) => telemetry::file_skipped(
@@ -147,6 +148,13 @@ impl MessageHandler {
                             &object.key,
                             reason,
                         ),
+                        Ok(Processed::Refused { kind, message }) => rejected.push(Rejection {
+                            index,
+                            kind,
+                            message,
+                            bucket: Some(object.bucket),
+                            key: Some(object.key),
+                        }),
                         Err(error) => {
                             telemetry::file_failed_transiently(
                                 &self.metrics,
@@ -160,39 +168,49 @@ impl MessageHandler {
                     }
                 }
                 Record::Ignored { event_name } => telemetry::record_ignored(context, &event_name),
-                Record::Invalid { reason } => invalid.push(reason),
+                Record::Invalid { reason } => rejected.push(Rejection {
+                    index,
+                    kind: ErrorKind::InvalidEvent,
+                    message: reason,
+                    bucket: None,
+                    key: None,
+                }),
             }
         }
-        if !invalid.is_empty() {
-            let reason = format!("unusable record(s): {}", invalid.join("; "));
-            if self.report_message(context, body, &reason).await == Disposition::Retry {
+        if let Some(first) = rejected.first() {
+            let detail = ErrorDetail::new(
+                first.kind,
+                format!("{} record(s) of the message refused", rejected.len()),
+            );
+            if self.report_message(context, body, &detail, &rejected).await == Disposition::Retry {
                 disposition = Disposition::Retry;
             }
         }
         disposition
     }
 
-    /// Writes the report about a message (or records) naming no usable object.
+    /// Writes the report about a message naming no usable source, or about its refused
+    /// records: under the message's id, never under a source's name.
     async fn report_message(
         &self,
         context: MessageContext<'_>,
         body: &str,
-        reason: &str,
+        detail: &ErrorDetail,
+        records: &[Rejection],
     ) -> Disposition {
-        let detail = ErrorDetail::new("invalid_event", reason);
         match self
             .store
-            .write_message_error(context.message_id, body, &detail)
+            .write_message_report(context.message_id, body, detail, records)
             .await
         {
-            Ok(error_key) => {
-                telemetry::message_reported(&self.metrics, context, &error_key, reason);
+            Ok(report_key) => {
+                telemetry::message_reported(&self.metrics, context, &report_key, detail, records);
                 Disposition::Delete
             }
             Err(error) => {
                 telemetry::message_call_failed(
                     context,
-                    "PutObject (error report)",
+                    "PutObject (message report)",
                     &error.to_string(),
                 );
                 Disposition::Retry
@@ -245,9 +263,14 @@ pub fn receive_count(message: &Message) -> u32 {
         .unwrap_or(1)
 }
 
-/// Resolves once the service tells held messages to let go; never, if it cannot anymore.
-async fn abandoned(abandon: &mut watch::Receiver<bool>) {
-    if abandon.wait_for(|abandoned| *abandoned).await.is_err() {
-        std::future::pending::<()>().await;
+/// Resolves with the reason once the message must let go; never, if no one can say so.
+async fn released(release: &mut ReleaseSignal) -> ReleaseReason {
+    match release
+        .wait_for(Option::is_some)
+        .await
+        .map(|reason| *reason)
+    {
+        Ok(Some(reason)) => reason,
+        _ => std::future::pending().await,
     }
 }

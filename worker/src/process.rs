@@ -1,9 +1,11 @@
 //! Processing one object: check it, download it, analyse it (or run `--exec`), write the
 //! outcome.
 //!
-//! Every failure is sorted here into one of two kinds, because that decides the message's
-//! fate: a permanent input error gets an error report and the message is deleted; a transient
-//! error leaves the message to be retried (and, if it keeps failing, to the DLQ).
+//! Every failure is sorted here into one of three kinds, because that decides the message's
+//! fate: a permanent input error gets an error outcome and the message is deleted; a record
+//! the worker may not read (bucket not allowed) is refused and reported under the message,
+//! never under the source's name; a transient error leaves the message to be retried (and,
+//! if it keeps failing, to the DLQ).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,25 +14,35 @@ use crate::config::{Processor, WorkerConfig};
 use crate::event::ObjectRef;
 use crate::exec::{self, ExecFailure};
 use crate::fetch::{self, Download, FetchError};
-use crate::results::{self, ErrorDetail, ObjectSource, Outcome, ResultStore};
-use geobatch_analysis::{self as analysis, AnalysisOptions, ErrorKind};
+use crate::kind::ErrorKind;
+use crate::results::{ErrorDetail, ObjectSource, Outcome, ResultStore};
+use geobatch_analysis::{self as analysis, AnalysisOptions};
+use geobatch_common::outcome::{OutcomeKey, is_bucket_name};
 
 /// How processing an object ended, when it did not need a retry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Processed {
-    /// The result was written.
+    /// The outcome, with status ok, was written.
     Succeeded {
-        /// Key of the result.
-        result_key: String,
+        /// Key of the outcome.
+        outcome_key: String,
         /// Bytes downloaded and analysed.
         size_bytes: u64,
     },
-    /// The object cannot be processed; an error report was written.
+    /// The object cannot be processed; the outcome, with status error, was written.
     Reported {
-        /// Key of the error report.
-        error_key: String,
+        /// Key of the outcome.
+        outcome_key: String,
         /// The error kind, for logs and metrics.
-        kind: String,
+        kind: ErrorKind,
+    },
+    /// The record names a source the worker may not read; nothing was written for it (the
+    /// caller reports it under the message).
+    Refused {
+        /// Why.
+        kind: ErrorKind,
+        /// Human-readable explanation.
+        message: String,
     },
     /// The object is one of the worker's own outputs and is left alone.
     Skipped {
@@ -71,43 +83,66 @@ impl ObjectProcessor {
         ObjectProcessor { s3, store, config }
     }
 
-    /// Processes `object` and writes its result or error report.
+    /// Processes `object` and writes its outcome.
     pub async fn process(&self, object: &ObjectRef) -> Result<Processed, TransientError> {
-        if results::is_own_output(self.store.output(), &object.bucket, &object.key) {
+        let output = self.store.output();
+        if output.is_own_output(&object.bucket, &object.key) {
             return Ok(Processed::Skipped {
                 reason: "the object is one of the worker's own outputs",
             });
         }
+        if !self.config.allowed_buckets.allows(&object.bucket) {
+            let reason = if is_bucket_name(&object.bucket) {
+                "it is not in --allowed-buckets"
+            } else {
+                "it is not a valid bucket name"
+            };
+            return Ok(Processed::Refused {
+                kind: ErrorKind::BucketNotAllowed,
+                message: format!("events for bucket {} are refused: {reason}", object.bucket),
+            });
+        }
+        let outcome_key = match output.outcome_key(&object.bucket, &object.key) {
+            Ok(key) => key,
+            Err(invalid) => {
+                return Ok(Processed::Refused {
+                    kind: ErrorKind::BucketNotAllowed,
+                    message: invalid.to_string(),
+                });
+            }
+        };
         let mut source = ObjectSource {
             bucket: object.bucket.clone(),
             key: object.key.clone(),
+            version_id: None,
             etag: object.etag.as_deref().map(fetch::unquote),
             size_bytes: object.size,
         };
-        match self.produce(object, &mut source).await? {
-            Ok(outcome) => {
-                let result_key = self
-                    .store
-                    .write_success(&source, &outcome)
-                    .await
-                    .map_err(|err| transient(err.to_string()))?;
-                Ok(Processed::Succeeded {
-                    result_key,
-                    size_bytes: source.size_bytes.unwrap_or(0),
-                })
-            }
-            Err(detail) => {
-                let error_key = self
-                    .store
-                    .write_object_error(&source, &detail)
-                    .await
-                    .map_err(|err| transient(err.to_string()))?;
-                Ok(Processed::Reported {
-                    error_key,
-                    kind: detail.kind,
-                })
-            }
-        }
+        let outcome = match &outcome_key {
+            OutcomeKey::Hashed(_) => Err(ErrorDetail::new(
+                ErrorKind::KeyTooLong,
+                format!(
+                    "the key has {} bytes: its outcome key would pass S3's 1024-byte limit",
+                    object.key.len()
+                ),
+            )),
+            OutcomeKey::Named(_) => self.produce(object, &mut source).await?,
+        };
+        self.store
+            .write_outcome(outcome_key.as_str(), &source, &outcome)
+            .await
+            .map_err(|err| transient(err.to_string()))?;
+        let outcome_key = outcome_key.as_str().to_owned();
+        Ok(match outcome {
+            Ok(_) => Processed::Succeeded {
+                outcome_key,
+                size_bytes: source.size_bytes.unwrap_or(0),
+            },
+            Err(detail) => Processed::Reported {
+                outcome_key,
+                kind: detail.kind,
+            },
+        })
     }
 
     /// Produces the outcome, or the permanent error to report; updates `source` with what
@@ -118,15 +153,6 @@ impl ObjectProcessor {
         source: &mut ObjectSource,
     ) -> Result<Result<Outcome, ErrorDetail>, TransientError> {
         let config = &self.config;
-        if !config.allowed_buckets.allows(&object.bucket) {
-            return Ok(Err(ErrorDetail::new(
-                "bucket_not_allowed",
-                format!(
-                    "events for bucket {} are refused: it is not in --allowed-buckets",
-                    object.bucket
-                ),
-            )));
-        }
         if let Some(size) = object.size.filter(|&size| size > config.max_object_bytes) {
             return Ok(Err(too_large(size, config.max_object_bytes)));
         }
@@ -140,10 +166,16 @@ impl ObjectProcessor {
         {
             Ok(download) => download,
             Err(err @ FetchError::Missing { .. }) => {
-                return Ok(Err(ErrorDetail::new("object_missing", err.to_string())));
+                return Ok(Err(ErrorDetail::new(
+                    ErrorKind::ObjectMissing,
+                    err.to_string(),
+                )));
             }
             Err(err @ FetchError::TooLarge { .. }) => {
-                return Ok(Err(ErrorDetail::new("object_too_large", err.to_string())));
+                return Ok(Err(ErrorDetail::new(
+                    ErrorKind::ObjectTooLarge,
+                    err.to_string(),
+                )));
             }
             Err(err @ FetchError::Transient { .. }) => return Err(transient(err.to_string())),
         };
@@ -169,7 +201,7 @@ impl ObjectProcessor {
 
 fn too_large(size: u64, limit: u64) -> ErrorDetail {
     ErrorDetail::new(
-        "object_too_large",
+        ErrorKind::ObjectTooLarge,
         format!("the object has {size} bytes, more than --max-object-bytes {limit}"),
     )
 }
@@ -205,33 +237,14 @@ async fn analyse(
             .map(|report| Ok(Outcome::Analysis(report)))
             .map_err(|err| transient(format!("the analysis report cannot be encoded: {err}"))),
         Err(err) => match err.kind {
-            ErrorKind::Io => Err(transient(format!(
+            analysis::ErrorKind::Io => Err(transient(format!(
                 "reading the download of s3://{}/{} failed: {}",
                 object.bucket, object.key, err.message
             ))),
-            _ => Ok(Err(ErrorDetail {
+            kind => Ok(Err(ErrorDetail {
                 offset: err.offset,
-                ..ErrorDetail::new(kind_name(err.kind), err.message)
+                ..ErrorDetail::new(ErrorKind::Analysis(kind), err.message)
             })),
         },
-    }
-}
-
-/// The analysis error kind's stable, snake_case name (its serialised form).
-fn kind_name(kind: ErrorKind) -> String {
-    match serde_json::to_value(kind) {
-        Ok(serde_json::Value::String(name)) => name,
-        _ => kind.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn analysis_kinds_keep_their_serialised_names() {
-        assert_eq!(kind_name(ErrorKind::InvalidJson), "invalid_json");
-        assert_eq!(kind_name(ErrorKind::NotGeojson), "not_geojson");
     }
 }

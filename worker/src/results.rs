@@ -1,32 +1,31 @@
-//! Result and error-report documents, and writing them to the output location.
+//! Outcome documents and message reports, and writing them to the output location.
 //!
-//! Outputs are idempotent: the key depends only on the source key, and the content only on
-//! the object that was read (no timestamps, message ids or host names; maps are sorted), so
+//! Each source `(bucket, key)` has exactly one outcome object, at the key
+//! [`OutputLocation::outcome_key`] gives it (see `geobatch_common::outcome` for the layout):
+//! a success and an error are the same object with a different `status`, so writing one
+//! replaces the other in a single PutObject and nothing is ever deleted. Two sources never
+//! share an outcome key, and a record the worker refuses (bucket not allowed, unusable) is
+//! reported under its message's id, never under a source's name.
+//!
+//! Outputs are idempotent: the key depends only on the source, and the content only on the
+//! object that was read (no timestamps, message ids or host names; maps are sorted), so
 //! processing the same object twice writes the same bytes to the same place. That is what
 //! makes at-least-once delivery safe.
-//!
-//! An object has at most one current outcome. Writing a result removes an earlier error
-//! report for the same key, and writing an error report removes an earlier result: the
-//! output always describes the object as it was last read, never a stale mix.
 
 use aws_sdk_s3::primitives::ByteStream;
+use geobatch_common::outcome::{MESSAGE_REPORT_SCHEMA, OUTCOME_SCHEMA};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::OutputLocation;
+use geobatch_common::outcome::OutputLocation;
+
+use crate::kind::ErrorKind;
 
 /// Version of the worker written into every output, so a result can be traced to the code
 /// that produced it.
 pub const WORKER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Folder, under the output prefix, for reports about messages that name no object.
-pub const INVALID_MESSAGES_DIR: &str = "_invalid-messages/";
-
-/// Schema tag of a success document.
-const RESULT_SCHEMA: &str = "geobatch.result/v1";
-/// Schema tag of an error report.
-const ERROR_SCHEMA: &str = "geobatch.error/v1";
-/// How much of an unusable message body an error report quotes.
+/// How much of an unusable message body a report quotes.
 const BODY_EXCERPT_BYTES: usize = 4096;
 
 /// The source object as it was read.
@@ -36,6 +35,9 @@ pub struct ObjectSource {
     pub bucket: String,
     /// Source key, decoded.
     pub key: String,
+    /// Version read, on a versioned bucket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
     /// ETag of the bytes that were analysed (from the download, else from the event),
     /// without the surrounding quotes.
     pub etag: Option<String>,
@@ -47,7 +49,7 @@ pub struct ObjectSource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ErrorDetail {
     /// Stable category, e.g. `invalid_json`, `object_too_large`; see `docs/worker.md`.
-    pub kind: String,
+    pub kind: ErrorKind,
     /// Human-readable explanation.
     pub message: String,
     /// Byte offset in the object where the problem was found, where that applies.
@@ -63,9 +65,9 @@ pub struct ErrorDetail {
 
 impl ErrorDetail {
     /// A failure with just a kind and a message.
-    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> ErrorDetail {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ErrorDetail {
         ErrorDetail {
-            kind: kind.into(),
+            kind,
             message: message.into(),
             offset: None,
             exit_code: None,
@@ -83,8 +85,25 @@ pub enum Outcome {
     ExecOutput(Value),
 }
 
+/// A record of a message that the worker refused to read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    /// Position of the record in the message's `Records`.
+    pub index: usize,
+    /// Why it was refused.
+    pub kind: ErrorKind,
+    /// Human-readable explanation.
+    pub message: String,
+    /// The bucket the record names, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// The key the record names, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
 #[derive(Serialize)]
-struct SuccessDocument<'a> {
+struct OutcomeDocument<'a> {
     schema: &'static str,
     status: &'static str,
     source: &'a ObjectSource,
@@ -93,91 +112,65 @@ struct SuccessDocument<'a> {
     analysis: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     exec_output: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a ErrorDetail>,
 }
 
 #[derive(Serialize)]
-struct ErrorDocument<'a> {
+struct MessageReport<'a> {
     schema: &'static str,
     status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    source: Option<&'a ObjectSource>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<MessageSource<'a>>,
+    message: MessageSource<'a>,
     worker_version: &'static str,
     error: &'a ErrorDetail,
+    #[serde(skip_serializing_if = "<[Rejection]>::is_empty")]
+    records: &'a [Rejection],
 }
 
-/// The SQS message an object-less error report is about.
+/// The SQS message a report is about.
 #[derive(Serialize)]
 struct MessageSource<'a> {
     message_id: &'a str,
     body_excerpt: &'a str,
 }
 
-/// Key of the result for `source_key`.
-pub fn result_key(output: &OutputLocation, source_key: &str) -> String {
-    format!("{}{source_key}.json", output.prefix)
-}
-
-/// Key of the error report for `source_key`.
-pub fn error_key(output: &OutputLocation, source_key: &str) -> String {
-    format!("{}{source_key}.error.json", output.prefix)
-}
-
-/// Key of the report about a message that names no object.
-pub fn invalid_message_key(output: &OutputLocation, message_id: &str) -> String {
-    format!(
-        "{}{INVALID_MESSAGES_DIR}{message_id}.error.json",
-        output.prefix
-    )
-}
-
-/// Whether an object is one of the worker's own outputs: processing it would feed results
-/// back into the queue when the notification has no suffix filter.
-pub fn is_own_output(output: &OutputLocation, bucket: &str, key: &str) -> bool {
-    bucket == output.bucket && key.starts_with(&output.prefix) && key.ends_with(".json")
-}
-
-/// Renders the success document (pretty JSON, trailing newline).
-pub fn render_success(source: &ObjectSource, outcome: &Outcome) -> Vec<u8> {
-    let (analysis, exec_output) = match outcome {
-        Outcome::Analysis(report) => (Some(report), None),
-        Outcome::ExecOutput(output) => (None, Some(output)),
+/// Renders the outcome document of `source` (pretty JSON, trailing newline): status `ok`
+/// with the result, or status `error` with the error.
+pub fn render_outcome(source: &ObjectSource, outcome: &Result<Outcome, ErrorDetail>) -> Vec<u8> {
+    let (status, analysis, exec_output, error) = match outcome {
+        Ok(Outcome::Analysis(report)) => ("ok", Some(report), None, None),
+        Ok(Outcome::ExecOutput(output)) => ("ok", None, Some(output), None),
+        Err(error) => ("error", None, None, Some(error)),
     };
-    render(&SuccessDocument {
-        schema: RESULT_SCHEMA,
-        status: "ok",
+    render(&OutcomeDocument {
+        schema: OUTCOME_SCHEMA,
+        status,
         source,
         worker_version: WORKER_VERSION,
         analysis,
         exec_output,
-    })
-}
-
-/// Renders the error report for an object.
-pub fn render_object_error(source: &ObjectSource, error: &ErrorDetail) -> Vec<u8> {
-    render(&ErrorDocument {
-        schema: ERROR_SCHEMA,
-        status: "error",
-        source: Some(source),
-        message: None,
-        worker_version: WORKER_VERSION,
         error,
     })
 }
 
-/// Renders the error report for a message that names no usable object.
-pub fn render_message_error(message_id: &str, body: &str, error: &ErrorDetail) -> Vec<u8> {
-    render(&ErrorDocument {
-        schema: ERROR_SCHEMA,
+/// Renders the report about a message that names no usable source (`records` empty), or
+/// whose listed records were refused.
+pub fn render_message_report(
+    message_id: &str,
+    body: &str,
+    error: &ErrorDetail,
+    records: &[Rejection],
+) -> Vec<u8> {
+    render(&MessageReport {
+        schema: MESSAGE_REPORT_SCHEMA,
         status: "error",
-        source: None,
-        message: Some(MessageSource {
+        message: MessageSource {
             message_id,
             body_excerpt: excerpt(body, BODY_EXCERPT_BYTES),
-        }),
+        },
         worker_version: WORKER_VERSION,
         error,
+        records,
     })
 }
 
@@ -230,40 +223,31 @@ impl ResultStore {
         &self.output
     }
 
-    /// Writes the result for `source` and removes any older error report for it.
-    pub async fn write_success(
+    /// Writes the outcome of `source` to `key` (from [`OutputLocation::outcome_key`]),
+    /// replacing whatever outcome an earlier read of the source left there.
+    pub async fn write_outcome(
         &self,
+        key: &str,
         source: &ObjectSource,
-        outcome: &Outcome,
-    ) -> Result<String, WriteError> {
-        let key = result_key(&self.output, &source.key);
-        self.put(&key, render_success(source, outcome)).await?;
-        self.delete(&error_key(&self.output, &source.key)).await?;
-        Ok(key)
+        outcome: &Result<Outcome, ErrorDetail>,
+    ) -> Result<(), WriteError> {
+        self.put(key, render_outcome(source, outcome)).await
     }
 
-    /// Writes the error report for `source` and removes any older result for it.
-    pub async fn write_object_error(
-        &self,
-        source: &ObjectSource,
-        error: &ErrorDetail,
-    ) -> Result<String, WriteError> {
-        let key = error_key(&self.output, &source.key);
-        self.put(&key, render_object_error(source, error)).await?;
-        self.delete(&result_key(&self.output, &source.key)).await?;
-        Ok(key)
-    }
-
-    /// Writes the report about an unusable message.
-    pub async fn write_message_error(
+    /// Writes the report about a message, or about the records of it that were refused.
+    pub async fn write_message_report(
         &self,
         message_id: &str,
         body: &str,
         error: &ErrorDetail,
+        records: &[Rejection],
     ) -> Result<String, WriteError> {
-        let key = invalid_message_key(&self.output, message_id);
-        self.put(&key, render_message_error(message_id, body, error))
-            .await?;
+        let key = self.output.message_report_key(message_id);
+        self.put(
+            &key,
+            render_message_report(message_id, body, error, records),
+        )
+        .await?;
         Ok(key)
     }
 
@@ -274,17 +258,6 @@ impl ResultStore {
             .key(key)
             .content_type("application/json")
             .body(ByteStream::from(body))
-            .send()
-            .await
-            .map(drop)
-            .map_err(|err| self.write_error(key, &err))
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), WriteError> {
-        self.s3
-            .delete_object()
-            .bucket(&self.output.bucket)
-            .key(key)
             .send()
             .await
             .map(drop)
@@ -303,92 +276,105 @@ impl ResultStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn output() -> OutputLocation {
-        OutputLocation {
-            bucket: "out".into(),
-            prefix: "results/".into(),
-        }
-    }
+    use geobatch_analysis::ErrorKind as AnalysisKind;
+    use geobatch_common::outcome::{OutcomeStatus, parse_outcome};
 
     fn source() -> ObjectSource {
         ObjectSource {
-            bucket: "in".into(),
+            bucket: "in1".into(),
             key: "dir/a b.geojson".into(),
+            version_id: None,
             etag: Some("abc".into()),
             size_bytes: Some(12),
         }
     }
 
     #[test]
-    fn keys_sit_next_to_the_source_key_under_the_prefix() {
-        assert_eq!(
-            result_key(&output(), "dir/a b.geojson"),
-            "results/dir/a b.geojson.json"
-        );
-        assert_eq!(
-            error_key(&output(), "dir/a b.geojson"),
-            "results/dir/a b.geojson.error.json"
-        );
-        assert_eq!(
-            invalid_message_key(&output(), "m-1"),
-            "results/_invalid-messages/m-1.error.json"
-        );
-    }
-
-    #[test]
-    fn own_outputs_are_recognised_only_in_the_output_bucket_and_prefix() {
-        assert!(is_own_output(&output(), "out", "results/x.geojson.json"));
-        assert!(is_own_output(
-            &output(),
-            "out",
-            "results/x.geojson.error.json"
-        ));
-        assert!(!is_own_output(&output(), "in", "results/x.geojson.json"));
-        assert!(!is_own_output(&output(), "out", "results/x.geojson"));
-        assert!(!is_own_output(&output(), "out", "other/x.json"));
-    }
-
-    #[test]
     fn success_documents_are_deterministic_and_sorted() {
-        let outcome = Outcome::Analysis(serde_json::json!({"zeta": 1, "alpha": {"b": 2, "a": 1}}));
-        let first = render_success(&source(), &outcome);
-        assert_eq!(first, render_success(&source(), &outcome));
+        let outcome = Ok(Outcome::Analysis(
+            serde_json::json!({"zeta": 1, "alpha": {"b": 2, "a": 1}}),
+        ));
+        let first = render_outcome(&source(), &outcome);
+        assert_eq!(first, render_outcome(&source(), &outcome));
         let text = String::from_utf8(first).expect("utf-8");
         assert!(text.find("\"alpha\"") < text.find("\"zeta\""), "{text}");
         let parsed: Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(parsed["schema"], OUTCOME_SCHEMA);
         assert_eq!(parsed["status"], "ok");
         assert_eq!(parsed["source"]["key"], "dir/a b.geojson");
         assert_eq!(parsed["source"]["etag"], "abc");
         assert_eq!(parsed["source"]["size_bytes"], 12);
+        assert!(parsed["source"].get("version_id").is_none());
         assert_eq!(parsed["worker_version"], WORKER_VERSION);
         assert_eq!(parsed["analysis"]["alpha"]["a"], 1);
-        assert!(parsed.get("exec_output").is_none());
+        assert!(parsed.get("exec_output").is_none() && parsed.get("error").is_none());
     }
 
     #[test]
-    fn error_reports_carry_kind_and_message() {
-        let mut error = ErrorDetail::new("invalid_json", "expected value");
+    fn error_outcomes_carry_kind_and_message() {
+        let mut error = ErrorDetail::new(
+            ErrorKind::Analysis(AnalysisKind::InvalidJson),
+            "expected value",
+        );
         error.offset = Some(7);
         let parsed: Value =
-            serde_json::from_slice(&render_object_error(&source(), &error)).expect("json");
+            serde_json::from_slice(&render_outcome(&source(), &Err(error))).expect("json");
         assert_eq!(parsed["status"], "error");
         assert_eq!(parsed["error"]["kind"], "invalid_json");
         assert_eq!(parsed["error"]["message"], "expected value");
         assert_eq!(parsed["error"]["offset"], 7);
         assert!(parsed["error"].get("stderr").is_none());
-        assert_eq!(parsed["source"]["bucket"], "in");
+        assert!(parsed.get("analysis").is_none());
+        assert_eq!(parsed["source"]["bucket"], "in1");
     }
 
     #[test]
-    fn message_reports_quote_a_bounded_excerpt_of_the_body() {
+    fn the_shared_parser_reads_both_outcome_statuses_back() {
+        let ok = render_outcome(&source(), &Ok(Outcome::ExecOutput(Value::from("x"))));
+        let summary = parse_outcome(&ok).expect("parses");
+        assert_eq!(summary.status, OutcomeStatus::Ok);
+        assert!(summary.describes("abc"));
+        let error = render_outcome(
+            &source(),
+            &Err(ErrorDetail::new(ErrorKind::ObjectMissing, "gone")),
+        );
+        let summary = parse_outcome(&error).expect("parses");
+        assert_eq!(summary.status, OutcomeStatus::Error);
+        assert_eq!(
+            summary.error.map(|e| e.kind).as_deref(),
+            Some("object_missing")
+        );
+        assert_eq!(summary.source.key, "dir/a b.geojson");
+    }
+
+    #[test]
+    fn message_reports_quote_a_bounded_excerpt_of_the_body_and_list_refused_records() {
         let body = "é".repeat(5000);
-        let error = ErrorDetail::new("invalid_event", "not an event");
+        let error = ErrorDetail::new(ErrorKind::InvalidEvent, "not an event");
         let parsed: Value =
-            serde_json::from_slice(&render_message_error("m-1", &body, &error)).expect("json");
+            serde_json::from_slice(&render_message_report("m-1", &body, &error, &[]))
+                .expect("json");
         let quoted = parsed["message"]["body_excerpt"].as_str().expect("string");
         assert!(quoted.len() <= BODY_EXCERPT_BYTES && !quoted.is_empty());
         assert_eq!(parsed["message"]["message_id"], "m-1");
-        assert!(parsed.get("source").is_none());
+        assert_eq!(parsed["schema"], MESSAGE_REPORT_SCHEMA);
+        assert!(parsed.get("source").is_none() && parsed.get("records").is_none());
+        let refused = Rejection {
+            index: 1,
+            kind: ErrorKind::BucketNotAllowed,
+            message: "no".into(),
+            bucket: Some("other".into()),
+            key: Some("k".into()),
+        };
+        let parsed: Value = serde_json::from_slice(&render_message_report(
+            "m-1",
+            "{}",
+            &error,
+            std::slice::from_ref(&refused),
+        ))
+        .expect("json");
+        assert_eq!(parsed["records"][0]["kind"], "bucket_not_allowed");
+        assert_eq!(parsed["records"][0]["index"], 1);
+        assert_eq!(parsed["records"][0]["bucket"], "other");
     }
 }

@@ -8,7 +8,13 @@
 //! with visibility 0. Held messages may finish within the rest of the grace; the unfinished
 //! ones are then released with visibility 0 too, and the service returns.
 //!
+//! A Spot interruption notice or rebalance recommendation ([`interruption`]) stops the
+//! receive loop the same way; the watcher itself releases the held messages that would not
+//! finish in time, and the service then waits for the shutdown signal (ECS stops the tasks
+//! of an instance being interrupted), finishing what it still holds.
+//!
 //! [`message`]: crate::message
+//! [`interruption`]: crate::interruption
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -24,6 +30,8 @@ use tokio::time::Instant;
 
 pub use crate::config::RunArgs;
 use crate::config::WorkerConfig;
+use crate::held::{self, HeldMessages, ReleaseReason};
+use crate::interruption::Watcher;
 use crate::message::{MessageHandler, receive_count};
 use crate::process::ObjectProcessor;
 use crate::protection::TaskProtection;
@@ -195,7 +203,12 @@ pub async fn run_with_sdk_config(
         );
     }
 
-    let (abandon_tx, abandon_rx) = watch::channel(false);
+    let registry = held::shared();
+    let watcher = Watcher::start(
+        config.spot.clone(),
+        Arc::clone(&registry),
+        metrics.interruption.clone(),
+    );
     let held_tx = Arc::new(held_tx);
     let mut tasks = JoinSet::new();
     let receiver = Receiver {
@@ -205,9 +218,26 @@ pub async fn run_with_sdk_config(
         metrics: &metrics,
         consecutive_failures: &consecutive_failures,
         held: &held_tx,
-        abandon: &abandon_rx,
+        registry: &registry,
     };
-    let grace_over = receiver.run(&mut tasks, shutdown).await;
+    tokio::pin!(shutdown);
+    let mut interrupted = false;
+    let noticed = watcher.noticed();
+    let stop_receiving = async {
+        tokio::select! {
+            () = &mut shutdown => {}
+            () = noticed => interrupted = true,
+        }
+    };
+    let mut grace_over = receiver.run(&mut tasks, stop_receiving).await;
+    if interrupted {
+        tracing::info!(
+            held_messages = tasks.len(),
+            "stopped receiving after a Spot notice; waiting for the shutdown signal"
+        );
+        wait_for_shutdown(&mut tasks, &mut shutdown).await;
+        grace_over = Instant::now() + config.shutdown_grace;
+    }
 
     tracing::info!(
         held_messages = tasks.len(),
@@ -220,9 +250,10 @@ pub async fn run_with_sdk_config(
             held_messages = tasks.len(),
             "shutdown grace over; releasing unfinished messages"
         );
-        let _sent = abandon_tx.send(true);
+        registry.release_all(ReleaseReason::Shutdown);
         drain(&mut tasks).await;
     }
+    watcher.stop();
     drop(held_tx);
     if let Some(protection) = protection {
         let _joined = protection.await;
@@ -270,8 +301,8 @@ struct Receiver<'a> {
     consecutive_failures: &'a AtomicU32,
     /// Number of held messages, followed by task protection.
     held: &'a Arc<watch::Sender<usize>>,
-    /// Turns true when held messages must be released (shutdown grace over).
-    abandon: &'a watch::Receiver<bool>,
+    /// Each held message with its release signal.
+    registry: &'a Arc<HeldMessages>,
 }
 
 impl Receiver<'_> {
@@ -285,7 +316,7 @@ impl Receiver<'_> {
             metrics,
             consecutive_failures,
             held,
-            abandon,
+            registry,
         } = *self;
         let slots = Arc::new(Semaphore::new(config.concurrency));
         let batch_limit = config.concurrency.min(MAX_BATCH);
@@ -350,11 +381,13 @@ impl Receiver<'_> {
                     break;
                 };
                 let handler = handler.clone();
-                let abandon = abandon.clone();
+                let registry = Arc::clone(registry);
+                let (ticket, release) = registry.register();
                 let held = Arc::clone(held);
                 held.send_modify(|count| *count += 1);
                 tasks.spawn(async move {
-                    handler.run(message, abandon).await;
+                    handler.run(message, release).await;
+                    registry.finish(ticket);
                     held.send_modify(|count| *count -= 1);
                     drop(permit);
                 });
@@ -418,6 +451,23 @@ async fn receive(
         .await
         .map_err(|err| error_chain(&err))?;
     Ok(output.messages.unwrap_or_default())
+}
+
+/// Lets held messages finish (or be released by the watcher) until `shutdown` resolves.
+async fn wait_for_shutdown(
+    tasks: &mut JoinSet<()>,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.as_mut() => return,
+            Some(joined) = tasks.join_next() => {
+                if let Err(err) = joined {
+                    tracing::error!(error = %err, "a message task failed");
+                }
+            }
+        }
+    }
 }
 
 async fn drain(tasks: &mut JoinSet<()>) {

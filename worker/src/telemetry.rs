@@ -13,6 +13,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::kind::ErrorKind;
+use crate::results::{ErrorDetail, Rejection};
+
 type Labels = Vec<(&'static str, String)>;
 
 /// The worker's metrics.
@@ -28,6 +31,8 @@ pub struct Metrics {
     bytes_processed: Counter,
     processing_seconds: Histogram,
     messages_in_flight: Gauge,
+    /// The Spot interruption watcher's metrics.
+    pub interruption: crate::interruption::InterruptionMetrics,
 }
 
 impl Metrics {
@@ -44,6 +49,7 @@ impl Metrics {
             bytes_processed: Counter::default(),
             processing_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 18)),
             messages_in_flight: Gauge::default(),
+            interruption: crate::interruption::InterruptionMetrics::default(),
         };
         let mut registry = Registry::with_prefix("geobatch_worker");
         registry.register(
@@ -58,7 +64,7 @@ impl Metrics {
         );
         registry.register(
             "messages_released",
-            "SQS messages handed back to the queue, by reason (retry, shutdown)",
+            "SQS messages handed back to the queue, by reason (retry, shutdown, interruption)",
             metrics.messages_released.clone(),
         );
         registry.register(
@@ -96,6 +102,7 @@ impl Metrics {
             "Messages currently held by this worker",
             metrics.messages_in_flight.clone(),
         );
+        metrics.interruption.register(&mut registry);
         (metrics, Arc::new(registry))
     }
 }
@@ -140,13 +147,13 @@ pub fn receive_failed(metrics: &Metrics, error: &str, retry_in: Duration) {
     );
 }
 
-/// An object's result was written.
+/// An object's outcome, with status ok, was written.
 pub fn file_succeeded(
     metrics: &Metrics,
     message: MessageContext<'_>,
     bucket: &str,
     key: &str,
-    result_key: &str,
+    outcome_key: &str,
     size_bytes: u64,
     elapsed: Duration,
 ) {
@@ -158,23 +165,24 @@ pub fn file_succeeded(
         bucket,
         key,
         outcome = "succeeded",
-        result_key,
+        outcome_key,
         size_bytes,
         seconds = elapsed.as_secs_f64(),
         "file processed"
     );
 }
 
-/// An object cannot be processed; its error report was written.
+/// An object cannot be processed; its outcome, with status error, was written.
 pub fn file_reported(
     metrics: &Metrics,
     message: MessageContext<'_>,
     bucket: &str,
     key: &str,
-    error_key: &str,
-    kind: &str,
+    outcome_key: &str,
+    kind: ErrorKind,
     elapsed: Duration,
 ) {
+    let kind = kind.as_str();
     metrics
         .files_failed
         .get_or_create(&vec![("kind", kind.to_owned())])
@@ -186,8 +194,8 @@ pub fn file_reported(
         key,
         outcome = "error_reported",
         kind,
-        error_key,
-        "file refused; error report written"
+        outcome_key,
+        "file cannot be processed; error outcome written"
     );
 }
 
@@ -253,25 +261,47 @@ pub fn test_event(message: MessageContext<'_>, bucket: Option<&str>) {
     );
 }
 
-/// A message that names no usable object; its report was written.
+/// A message that names no usable source, or records of it that were refused; its report
+/// was written under the message's id.
 pub fn message_reported(
     metrics: &Metrics,
     message: MessageContext<'_>,
-    error_key: &str,
-    reason: &str,
+    report_key: &str,
+    detail: &ErrorDetail,
+    records: &[Rejection],
 ) {
-    metrics
-        .files_failed
-        .get_or_create(&vec![("kind", "invalid_event".to_owned())])
-        .inc();
+    if records.is_empty() {
+        count_failure(metrics, detail.kind);
+    }
+    for record in records {
+        count_failure(metrics, record.kind);
+        tracing::warn!(
+            message_id = message.message_id,
+            record = record.index,
+            bucket = record.bucket.as_deref(),
+            key = record.key.as_deref(),
+            outcome = "refused",
+            kind = record.kind.as_str(),
+            reason = record.message,
+            report_key,
+            "record refused; reported under the message"
+        );
+    }
     tracing::warn!(
         message_id = message.message_id,
         outcome = "error_reported",
-        kind = "invalid_event",
-        error_key,
-        reason,
-        "message is not a usable S3 event; error report written"
+        kind = detail.kind.as_str(),
+        report_key,
+        reason = detail.message,
+        "message report written"
     );
+}
+
+fn count_failure(metrics: &Metrics, kind: ErrorKind) {
+    metrics
+        .files_failed
+        .get_or_create(&vec![("kind", kind.as_str().to_owned())])
+        .inc();
 }
 
 /// The message was deleted: everything in it is done.

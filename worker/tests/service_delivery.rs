@@ -32,7 +32,7 @@ async fn real_s3_notifications_produce_a_result_per_upload_under_the_decoded_key
         etags.push(stack.put(key, SAMPLE).await);
     }
     for (key, etag) in keys.iter().zip(&etags) {
-        let result = stack.wait_output(&stack.result_key(key)).await;
+        let result = stack.wait_output(&stack.outcome_key(key)).await;
         assert_eq!(result["status"], "ok");
         assert_eq!(result["source"]["bucket"], stack.input_bucket.as_str());
         assert_eq!(result["source"]["key"], *key);
@@ -57,7 +57,7 @@ async fn every_record_of_a_multi_record_message_is_processed() {
         .send_event(&["one.geojson", "two.geojson", "three.geojson"])
         .await;
     for key in ["one.geojson", "two.geojson", "three.geojson"] {
-        let result = stack.wait_output(&stack.result_key(key)).await;
+        let result = stack.wait_output(&stack.outcome_key(key)).await;
         assert_eq!(result["source"]["key"], key);
     }
     stack.wait_drained().await;
@@ -85,9 +85,9 @@ async fn sns_wrapped_and_version_2x_events_are_accepted() {
     let newer = json!({"Records": [record(&stack.input_bucket, "v2.3.geojson", "ObjectCreated:Copy", "2.3")]});
     stack.send(&newer.to_string()).await;
     stack
-        .wait_output(&stack.result_key("via sns.geojson"))
+        .wait_output(&stack.outcome_key("via sns.geojson"))
         .await;
-    stack.wait_output(&stack.result_key("v2.3.geojson")).await;
+    stack.wait_output(&stack.outcome_key("v2.3.geojson")).await;
     stack.wait_drained().await;
     worker.stop().await;
 }
@@ -115,7 +115,7 @@ async fn reprocessing_the_same_object_writes_byte_identical_output() {
     let stack = Stack::new(StackOptions::default()).await;
     stack.put("same.geojson", SAMPLE).await;
     let worker = RunningWorker::start(&stack, stack.config());
-    let key = stack.result_key("same.geojson");
+    let key = stack.outcome_key("same.geojson");
     stack.send_event(&["same.geojson"]).await;
     stack.wait_output(&key).await;
     stack.wait_drained().await;
@@ -139,25 +139,26 @@ async fn reprocessing_the_same_object_writes_byte_identical_output() {
     assert_eq!(stack.output_keys().await, vec![key]);
 }
 
-/// When a key that had an error report is uploaded again with good content, the result
-/// replaces the report, so the output describes the object as it is now.
+/// When a key that had an error outcome is uploaded again with good content, the result
+/// replaces it in the same object, so the output describes the object as it is now.
 #[tokio::test]
 async fn a_success_after_an_error_report_replaces_the_report() {
     let stack = Stack::new(StackOptions::default()).await;
     let worker = RunningWorker::start(&stack, stack.config());
     stack.put("fixed.geojson", "{ not json").await;
     stack.send_event(&["fixed.geojson"]).await;
-    let report = stack.wait_output(&stack.error_key("fixed.geojson")).await;
+    let report = stack.wait_output(&stack.outcome_key("fixed.geojson")).await;
     assert_eq!(report["error"]["kind"], "invalid_json");
     stack.wait_drained().await;
     stack.put("fixed.geojson", SAMPLE).await;
     stack.send_event(&["fixed.geojson"]).await;
-    stack.wait_output(&stack.result_key("fixed.geojson")).await;
     stack.wait_drained().await;
     worker.stop().await;
+    let fixed = stack.wait_output(&stack.outcome_key("fixed.geojson")).await;
+    assert_eq!(fixed["status"], "ok", "{fixed}");
     assert_eq!(
         stack.output_keys().await,
-        vec![stack.result_key("fixed.geojson")]
+        vec![stack.outcome_key("fixed.geojson")]
     );
 }
 
@@ -174,7 +175,9 @@ async fn exec_stdout_becomes_the_result() {
     };
     let worker = RunningWorker::start(&stack, config);
     stack.send_event(&["run+me.geojson"]).await;
-    let result = stack.wait_output(&stack.result_key("run me.geojson")).await;
+    let result = stack
+        .wait_output(&stack.outcome_key("run me.geojson"))
+        .await;
     assert_eq!(result["exec_output"], Value::from(12), "{result}");
     assert!(result.get("analysis").is_none());
     stack.wait_drained().await;

@@ -25,7 +25,9 @@ async fn malformed_or_non_geojson_content_gets_an_error_report_and_is_not_retrie
     stack
         .send_event(&["broken.geojson", "not-geo.geojson"])
         .await;
-    let broken = stack.wait_output(&stack.error_key("broken.geojson")).await;
+    let broken = stack
+        .wait_output(&stack.outcome_key("broken.geojson"))
+        .await;
     assert_eq!(broken["status"], "error");
     assert_eq!(broken["error"]["kind"], "invalid_json");
     assert!(
@@ -34,7 +36,9 @@ async fn malformed_or_non_geojson_content_gets_an_error_report_and_is_not_retrie
             .is_some_and(|m| !m.is_empty())
     );
     assert_eq!(broken["source"]["etag"], etag.as_str());
-    let not_geo = stack.wait_output(&stack.error_key("not-geo.geojson")).await;
+    let not_geo = stack
+        .wait_output(&stack.outcome_key("not-geo.geojson"))
+        .await;
     assert_eq!(not_geo["error"]["kind"], "not_geojson");
     stack.wait_drained().await;
     worker.stop().await;
@@ -71,29 +75,14 @@ async fn objects_over_the_size_limit_are_refused_even_when_the_event_understates
         .send(&json!({"Records": [honest, lying]}).to_string())
         .await;
     for key in ["big.geojson", "lying.geojson"] {
-        let report = stack.wait_output(&stack.error_key(key)).await;
+        let report = stack.wait_output(&stack.outcome_key(key)).await;
         assert_eq!(report["error"]["kind"], "object_too_large", "{report}");
     }
     stack.wait_drained().await;
     worker.stop().await;
 }
 
-/// Events naming a bucket outside `--allowed-buckets` are refused with a report; the object
-/// is never read.
-#[tokio::test]
-async fn events_for_buckets_not_allowed_are_refused() {
-    let stack = Stack::new(StackOptions::default()).await;
-    let worker = RunningWorker::start(&stack, stack.config());
-    let foreign = json!({"Records": [record("someone-elses-bucket", "x.geojson", "ObjectCreated:Put", "2.1")]});
-    stack.send(&foreign.to_string()).await;
-    let report = stack.wait_output(&stack.error_key("x.geojson")).await;
-    assert_eq!(report["error"]["kind"], "bucket_not_allowed");
-    assert_eq!(report["source"]["bucket"], "someone-elses-bucket");
-    stack.wait_drained().await;
-    worker.stop().await;
-}
-
-/// A body that is not an S3 event at all gets a report under `_invalid-messages/` naming the
+/// A body that is not an S3 event at all gets a report under `_messages/` naming the
 /// message, and is deleted instead of looping.
 #[tokio::test]
 async fn a_body_that_is_not_an_s3_event_gets_an_error_report_and_is_deleted() {
@@ -101,9 +90,7 @@ async fn a_body_that_is_not_an_s3_event_gets_an_error_report_and_is_deleted() {
     let worker = RunningWorker::start(&stack, stack.config());
     let message_id = stack.send("hello, this is not an event").await;
     let report = stack
-        .wait_output(&format!(
-            "results/_invalid-messages/{message_id}.error.json"
-        ))
+        .wait_output(&stack.message_report_key(&message_id))
         .await;
     assert_eq!(report["error"]["kind"], "invalid_event");
     assert_eq!(report["message"]["message_id"], message_id.as_str());
@@ -127,7 +114,7 @@ async fn an_object_deleted_before_it_is_read_is_reported_not_retried() {
     let worker = RunningWorker::start(&stack, stack.config());
     stack.send_event(&["never-there.geojson"]).await;
     let report = stack
-        .wait_output(&stack.error_key("never-there.geojson"))
+        .wait_output(&stack.outcome_key("never-there.geojson"))
         .await;
     assert_eq!(report["error"]["kind"], "object_missing");
     stack.wait_drained().await;
@@ -187,7 +174,7 @@ async fn exec_failures_and_timeouts_are_reported_with_their_stderr() {
     };
     let worker = RunningWorker::start(&stack, config);
     stack.send_event(&["fails.geojson", "slow.geojson"]).await;
-    let failed = stack.wait_output(&stack.error_key("fails.geojson")).await;
+    let failed = stack.wait_output(&stack.outcome_key("fails.geojson")).await;
     assert_eq!(failed["error"]["kind"], "exec_failed");
     assert_eq!(failed["error"]["exit_code"], 4);
     assert!(
@@ -196,7 +183,7 @@ async fn exec_failures_and_timeouts_are_reported_with_their_stderr() {
             .is_some_and(|stderr| stderr.starts_with("cannot parse /")),
         "{failed}"
     );
-    let slow = stack.wait_output(&stack.error_key("slow.geojson")).await;
+    let slow = stack.wait_output(&stack.outcome_key("slow.geojson")).await;
     assert_eq!(slow["error"]["kind"], "exec_timeout");
     assert_eq!(slow["error"]["stderr"], "waiting\n");
     stack.wait_drained().await;

@@ -40,7 +40,7 @@ async fn a_file_slower_than_the_visibility_timeout_is_processed_once() {
     config.processor = exec(format!("echo run >> '{}'; sleep 7; cat", runs.display()));
     let worker = RunningWorker::start(&stack, config);
     stack.send_event(&["slow.geojson"]).await;
-    let result = stack.wait_output(&stack.result_key("slow.geojson")).await;
+    let result = stack.wait_output(&stack.outcome_key("slow.geojson")).await;
     assert_eq!(result["exec_output"]["type"], "FeatureCollection");
     stack.wait_drained().await;
     worker.stop().await;
@@ -81,7 +81,7 @@ async fn the_worker_receives_only_as_many_messages_as_it_has_free_slots() {
     std::fs::write(&gate, "open").expect("open the gate");
     for n in 0..5 {
         stack
-            .wait_output(&stack.result_key(&format!("f{n}.geojson")))
+            .wait_output(&stack.outcome_key(&format!("f{n}.geojson")))
             .await;
     }
     stack.wait_drained().await;
@@ -163,7 +163,7 @@ async fn task_protection_is_on_while_messages_are_held_and_off_when_idle() {
     let worker = RunningWorker::start(&stack, config);
     assert!(agent.bodies().is_empty(), "no protection before any work");
     stack.send_event(&["held.geojson"]).await;
-    stack.wait_output(&stack.result_key("held.geojson")).await;
+    stack.wait_output(&stack.outcome_key("held.geojson")).await;
     let bodies = wait_for("protection to be turned off", || async {
         let bodies = agent.bodies();
         (bodies.len() >= 2).then_some(bodies)
@@ -197,7 +197,9 @@ async fn task_protection_failures_do_not_stop_processing() {
     config.ecs_agent_uri = Some(agent.uri.clone());
     let worker = RunningWorker::start(&stack, config);
     stack.send_event(&["anyway.geojson"]).await;
-    stack.wait_output(&stack.result_key("anyway.geojson")).await;
+    stack
+        .wait_output(&stack.outcome_key("anyway.geojson"))
+        .await;
     stack.wait_drained().await;
     assert!(!agent.bodies().is_empty(), "the worker did try the agent");
     worker.stop().await;
@@ -219,7 +221,7 @@ async fn shutdown_lets_held_files_finish_within_the_grace_period() {
     worker.stop().await;
     assert!(
         stack
-            .output(&stack.result_key("finishing.geojson"))
+            .output(&stack.outcome_key("finishing.geojson"))
             .await
             .is_some(),
         "the held file was finished before the worker returned"
@@ -253,7 +255,7 @@ async fn shutdown_releases_unfinished_messages_for_immediate_redelivery() {
     assert_eq!(again.messages().len(), 1, "visible again at once");
     assert!(
         stack
-            .output(&stack.result_key("unfinished.geojson"))
+            .output(&stack.outcome_key("unfinished.geojson"))
             .await
             .is_none()
     );
@@ -278,7 +280,7 @@ async fn messages_received_by_a_poll_interrupted_by_shutdown_are_visible_again_a
     // Once a first file is done and the queue is empty, the worker is in a 20 s long poll.
     stack.send_event(&["warm-up.geojson"]).await;
     stack
-        .wait_output(&stack.result_key("warm-up.geojson"))
+        .wait_output(&stack.outcome_key("warm-up.geojson"))
         .await;
     stack.wait_drained().await;
 
@@ -333,7 +335,7 @@ async fn messages_received_by_a_poll_interrupted_by_shutdown_are_visible_again_a
     );
     assert_eq!(
         stack.output_keys().await,
-        vec![stack.result_key("warm-up.geojson")],
+        vec![stack.outcome_key("warm-up.geojson")],
         "messages received during shutdown are not processed"
     );
 }
@@ -372,7 +374,7 @@ async fn the_binary_configured_by_environment_processes_files_and_exits_0_on_sig
         text
     });
     stack.send_event(&["bin.geojson"]).await;
-    stack.wait_output(&stack.result_key("bin.geojson")).await;
+    stack.wait_output(&stack.outcome_key("bin.geojson")).await;
     stack.wait_drained().await;
 
     let metrics = wait_for("the metrics endpoint", || async {

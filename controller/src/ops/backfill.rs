@@ -2,25 +2,29 @@
 //! outcome, as if S3 had just sent its event.
 //!
 //! The plan is pure ([`plan_page`]): an object is queued when it has the suffix the stack's
-//! notification filters on and no outcome written after it was last modified (or always,
-//! with `--force`). Running backfill again after the batch is done queues nothing; running it
+//! notification filters on and no current outcome (or always, with `--force`). An outcome is
+//! current when it describes the object's present bytes (same ETag), found where the
+//! worker writes it ([`geobatch_common::outcome`]); the output folder of the batch is listed
+//! once so only outcomes that exist are read. Running backfill again after the batch is done queues nothing; running it
 //! while the first run's items are still queued queues those again, which costs duplicate
 //! work but no harm, since processing is idempotent.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use clap::Args;
+use geobatch_common::outcome::{OUTCOME_SUFFIX, OutcomeKey, OutputLocation, parse_outcome};
 use geobatch_common::s3_event::{ObjectRef, created_body};
 use serde::Serialize;
+use tokio::task::JoinSet;
 
 use crate::ops::error::{Subject, classify};
-use crate::ops::outcomes::{Listed, Lister, outcome_keys, outcome_listing_prefix};
+use crate::ops::outcomes::{Listed, Lister, get_bytes};
 use crate::ops::progress::Progress;
 use crate::ops::report::OutputFormat;
-use crate::ops::s3_url::S3Url;
+use crate::ops::s3_url::{S3Url, output_location};
 use crate::ops::setup::OpsClients;
 use crate::ops::{OpsError, print};
 
@@ -33,7 +37,7 @@ pub const PRINCIPAL: &str = "geobatch-backfill";
 /// shape the worker already reads (an S3 ObjectCreated event notification), ten per
 /// SendMessageBatch call and at most `--rate` messages a second.
 ///
-/// An outcome is current when it was written after the object was last modified, so a
+/// An outcome is current when it describes the object's present bytes (its ETag), so a
 /// re-uploaded file is queued again. `--force` queues every object (re-analysis after an
 /// upgrade). Only `.geojson` objects (the stack notification's suffix filter; see
 /// `--suffix`) in an allowed bucket are queued. Progress goes to stderr (a bar on a
@@ -105,14 +109,12 @@ pub struct BackfillSummary {
 /// How many queued keys the summary lists.
 const SAMPLE: usize = 10;
 
-/// The objects of one listing page to queue (pure). `outcomes` maps outcome keys to when
-/// they were written.
+/// The objects of one listing page to queue (pure): those with `suffix` whose key is not
+/// in `current`, the keys that have a current outcome.
 pub fn plan_page<'a>(
     page: &'a [Listed],
-    source: &S3Url,
-    output: Option<&S3Url>,
     suffix: &str,
-    outcomes: &HashMap<String, i64>,
+    current: &HashSet<String>,
     summary: &mut BackfillSummary,
 ) -> Vec<&'a Listed> {
     let mut queue = Vec::new();
@@ -120,19 +122,7 @@ pub fn plan_page<'a>(
         summary.listed += 1;
         if !object.key.ends_with(suffix) {
             summary.skipped_suffix += 1;
-            continue;
-        }
-        let current = output.is_some_and(|output| {
-            outcome_keys(output, &source.bucket, &object.key)
-                .iter()
-                .filter_map(|key| outcomes.get(key))
-                .any(|&written| {
-                    object
-                        .modified_secs
-                        .is_none_or(|modified| written >= modified)
-                })
-        });
-        if current {
+        } else if current.contains(&object.key) {
             summary.skipped_current += 1;
         } else {
             queue.push(object);
@@ -157,7 +147,7 @@ pub async fn run(
         )));
     }
     let output = match (&args.output, args.force) {
-        (Some(url), _) => Some(S3Url::parse("--output", url)?.folder()),
+        (Some(url), _) => Some(output_location("--output", url)?),
         (None, true) => None,
         (None, false) => {
             return Err(OpsError::Usage(
@@ -168,9 +158,9 @@ pub async fn run(
         }
     };
     check_queue(clients, &args.queue_url).await?;
-    let outcomes = match &output {
+    let existing = match &output {
         Some(output) if !args.force => existing_outcomes(clients, output, &source).await?,
-        _ => HashMap::new(),
+        _ => HashSet::new(),
     };
 
     let mut summary = BackfillSummary {
@@ -186,14 +176,21 @@ pub async fn run(
     let mut pacer = Pacer::new(args.rate);
     let mut lister = Lister::new(&clients.s3, &source);
     while let Some(page) = lister.next_page().await? {
-        let queue = plan_page(
-            &page,
-            &source,
-            output.as_ref(),
-            &args.suffix,
-            &outcomes,
-            &mut summary,
-        );
+        let current = match &output {
+            Some(output) if !args.force => {
+                current_outcomes(
+                    clients,
+                    output,
+                    &source.bucket,
+                    &page,
+                    &args.suffix,
+                    &existing,
+                )
+                .await
+            }
+            _ => HashSet::new(),
+        };
+        let queue = plan_page(&page, &args.suffix, &current, &mut summary);
         for batch in queue.chunks(BATCH) {
             for object in batch {
                 if summary.sample.len() < SAMPLE {
@@ -293,27 +290,83 @@ pub async fn check_queue(clients: &OpsClients, queue_url: &str) -> Result<(), Op
         .map_err(|err| classify(CALL, Subject::Queue(queue_url), err))
 }
 
-/// The outcome keys that could belong to objects under `source`, with when each was written.
+/// The outcome keys that exist in the folder where the outcomes of objects under `source`
+/// are written (empty when that folder cannot be named: keys long enough to be hashed are
+/// then read one by one).
 async fn existing_outcomes(
     clients: &OpsClients,
-    output: &S3Url,
+    output: &OutputLocation,
     source: &S3Url,
-) -> Result<HashMap<String, i64>, OpsError> {
-    let narrowed = S3Url {
-        bucket: output.bucket.clone(),
-        prefix: outcome_listing_prefix(output, &source.bucket, &source.prefix),
+) -> Result<HashSet<String>, OpsError> {
+    // The outcome key of the prefix itself, less its suffix, is the folder of the outcomes
+    // of every key that starts with the prefix.
+    let Ok(OutcomeKey::Named(named)) = output.outcome_key(&source.bucket, &source.prefix) else {
+        return Ok(HashSet::new());
     };
-    let mut outcomes = HashMap::new();
+    let folder = S3Url {
+        bucket: output.bucket.clone(),
+        prefix: named
+            .strip_suffix(OUTCOME_SUFFIX)
+            .unwrap_or(&named)
+            .to_owned(),
+    };
+    let mut existing = HashSet::new();
     let mut progress = Progress::stderr("outcomes listed");
-    let mut lister = Lister::new(&clients.s3, &narrowed);
+    let mut lister = Lister::new(&clients.s3, &folder);
     while let Some(page) = lister.next_page().await? {
-        for listed in page {
-            outcomes.insert(listed.key, listed.modified_secs.unwrap_or(i64::MAX));
-        }
-        progress.update(outcomes.len() as u64, None, "");
+        existing.extend(page.into_iter().map(|listed| listed.key));
+        progress.update(existing.len() as u64, None, "");
     }
-    progress.finish(outcomes.len() as u64, None, "");
-    Ok(outcomes)
+    progress.finish(existing.len() as u64, None, "");
+    Ok(existing)
+}
+
+/// Outcome documents read at once while checking which are current.
+const OUTCOME_READS: usize = 16;
+
+/// The keys of the page's matching objects whose outcome describes their present bytes. An
+/// outcome that is missing, unreadable or of other bytes is not current.
+async fn current_outcomes(
+    clients: &OpsClients,
+    output: &OutputLocation,
+    bucket: &str,
+    page: &[Listed],
+    suffix: &str,
+    existing: &HashSet<String>,
+) -> HashSet<String> {
+    let candidates: Vec<(&Listed, String)> = page
+        .iter()
+        .filter(|object| object.key.ends_with(suffix))
+        .filter_map(|object| match output.outcome_key(bucket, &object.key) {
+            Ok(OutcomeKey::Named(key)) if existing.contains(&key) => Some((object, key)),
+            Ok(OutcomeKey::Hashed(key)) => Some((object, key)),
+            _ => None,
+        })
+        .collect();
+    let mut current = HashSet::new();
+    for chunk in candidates.chunks(OUTCOME_READS) {
+        let mut reads = JoinSet::new();
+        for (object, outcome_key) in chunk {
+            let (s3, out_bucket, outcome_key) = (
+                clients.s3.clone(),
+                output.bucket.clone(),
+                outcome_key.clone(),
+            );
+            let (key, etag) = (object.key.clone(), object.etag.clone());
+            reads.spawn(async move {
+                let bytes = get_bytes(&s3, &out_bucket, &outcome_key).await.ok()?;
+                let outcome = parse_outcome(&bytes).ok()?;
+                etag.is_some_and(|etag| outcome.describes(&etag))
+                    .then_some(key)
+            });
+        }
+        while let Some(done) = reads.join_next().await {
+            if let Ok(Some(key)) = done {
+                current.insert(key);
+            }
+        }
+    }
+    current
 }
 
 /// Sends one batch; returns how many entries SQS refused (each is logged).
@@ -410,57 +463,41 @@ impl Pacer {
 mod tests {
     use super::*;
 
-    fn listed(key: &str, modified: i64) -> Listed {
+    fn listed(key: &str) -> Listed {
         Listed {
             key: key.into(),
             size: Some(1),
-            etag: None,
-            modified_secs: Some(modified),
+            etag: Some("e".into()),
+            modified_secs: Some(100),
         }
     }
 
     #[test]
     fn only_matching_objects_without_a_current_outcome_are_queued() {
-        let source = S3Url::parse("S", "s3://input/batch/").expect("url");
-        let output = S3Url::parse("O", "s3://out/results/").expect("url");
         let page = [
-            listed("batch/new.geojson", 100),
-            listed("batch/done.geojson", 100),
-            listed("batch/reuploaded.geojson", 100),
-            listed("batch/notes.txt", 100),
+            listed("batch/new.geojson"),
+            listed("batch/done.geojson"),
+            listed("batch/notes.txt"),
         ];
-        let mut outcomes = HashMap::new();
-        for (key, written) in [
-            ("batch/done.geojson", 150),
-            ("batch/reuploaded.geojson", 50),
-        ] {
-            outcomes.insert(outcome_keys(&output, "input", key)[0].clone(), written);
-        }
+        let current: HashSet<String> = ["batch/done.geojson".to_owned()].into();
         let mut summary = BackfillSummary::default();
-        let queued: Vec<&str> = plan_page(
-            &page,
-            &source,
-            Some(&output),
-            ".geojson",
-            &outcomes,
-            &mut summary,
-        )
-        .into_iter()
-        .map(|o| o.key.as_str())
-        .collect();
-        assert_eq!(queued, ["batch/new.geojson", "batch/reuploaded.geojson"]);
+        let queued: Vec<&str> = plan_page(&page, ".geojson", &current, &mut summary)
+            .into_iter()
+            .map(|o| o.key.as_str())
+            .collect();
+        assert_eq!(queued, ["batch/new.geojson"]);
         assert_eq!(
             (
                 summary.listed,
                 summary.skipped_suffix,
                 summary.skipped_current
             ),
-            (4, 1, 1)
+            (3, 1, 1)
         );
         let mut forced = BackfillSummary::default();
         assert_eq!(
-            plan_page(&page, &source, None, ".geojson", &outcomes, &mut forced).len(),
-            3
+            plan_page(&page, ".geojson", &HashSet::new(), &mut forced).len(),
+            2
         );
     }
 

@@ -1,8 +1,11 @@
-//! The worker's outcome documents as the batch commands read them, and listing them.
+//! The worker's outcome documents as the batch commands read them, and listing objects.
 //!
-//! Reading is lenient on purpose: a field the worker stops writing becomes an empty cell in a
-//! report, never a failed batch. Only `status` and `source` identify an outcome.
+//! Where an outcome lives and what its status, source and error say come from
+//! [`geobatch_common::outcome`], the worker's own definitions; this module adds the per-file
+//! figures of a successful analysis, read leniently on purpose: a field the analysis stops
+//! writing becomes an empty cell in a report, never a failed batch.
 
+use geobatch_common::outcome::{OutcomeStatus, parse_outcome};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -34,7 +37,7 @@ impl Status {
 
 /// One outcome document, reduced to what the batch commands use.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct OutcomeSummary {
+pub struct Outcome {
     /// Source bucket, when the document names one (reports about unusable messages do not).
     pub bucket: Option<String>,
     /// Source key.
@@ -65,51 +68,31 @@ pub struct Figures {
 }
 
 #[derive(Deserialize)]
-struct RawOutcome {
-    status: Option<String>,
-    source: Option<RawSource>,
-    error: Option<RawError>,
+struct WithAnalysis {
     analysis: Option<Value>,
 }
 
-#[derive(Deserialize)]
-struct RawSource {
-    bucket: Option<String>,
-    key: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RawError {
-    kind: Option<String>,
-}
-
-/// Reads an outcome document; anything that is not one gives [`Status::Unreadable`].
-pub fn parse_outcome(bytes: &[u8]) -> OutcomeSummary {
-    let Ok(raw) = serde_json::from_slice::<RawOutcome>(bytes) else {
-        return unreadable();
+/// Reads an outcome document with the worker's parser; anything that is not one gives
+/// [`Status::Unreadable`].
+pub fn read_outcome(bytes: &[u8]) -> Outcome {
+    let Ok(outcome) = parse_outcome(bytes) else {
+        return Outcome {
+            status: Some(Status::Unreadable),
+            ..Outcome::default()
+        };
     };
-    let status = match raw.status.as_deref() {
-        Some("ok") => Status::Ok,
-        Some("error") => Status::Error,
-        _ => return unreadable(),
-    };
-    let (bucket, key) = raw
-        .source
-        .map(|s| (s.bucket, s.key))
-        .unwrap_or((None, None));
-    OutcomeSummary {
-        bucket,
-        key,
-        status: Some(status),
-        error_kind: raw.error.and_then(|e| e.kind),
-        figures: raw.analysis.as_ref().map(figures).unwrap_or_default(),
-    }
-}
-
-fn unreadable() -> OutcomeSummary {
-    OutcomeSummary {
-        status: Some(Status::Unreadable),
-        ..OutcomeSummary::default()
+    let analysis = serde_json::from_slice::<WithAnalysis>(bytes)
+        .ok()
+        .and_then(|doc| doc.analysis);
+    Outcome {
+        bucket: Some(outcome.source.bucket),
+        key: Some(outcome.source.key),
+        status: Some(match outcome.status {
+            OutcomeStatus::Ok => Status::Ok,
+            OutcomeStatus::Error => Status::Error,
+        }),
+        error_kind: outcome.error.map(|e| e.kind),
+        figures: analysis.as_ref().map(figures).unwrap_or_default(),
     }
 }
 
@@ -138,24 +121,6 @@ fn figures(analysis: &Value) -> Figures {
         invalid_geometries: count("invalid_geometries"),
         bbox,
     }
-}
-
-/// The keys where the outcome of `s3://bucket/key` may be, under the workers' output
-/// location: the result and the error report.
-// TODO(ops): replace with the shared source→outcome mapping once reliab-worker lands it
-// (see /work/coord/worker.md); this mirrors the worker's results.rs of today.
-pub fn outcome_keys(output: &S3Url, bucket: &str, key: &str) -> Vec<String> {
-    let _same_layout_for_every_bucket = bucket;
-    vec![
-        format!("{}{key}.json", output.prefix),
-        format!("{}{key}.error.json", output.prefix),
-    ]
-}
-
-/// The listing prefix under which the outcomes of every object under `key_prefix` lie.
-pub fn outcome_listing_prefix(output: &S3Url, bucket: &str, key_prefix: &str) -> String {
-    let _same_layout_for_every_bucket = bucket;
-    format!("{}{key_prefix}", output.prefix)
 }
 
 /// One object of a listing.
@@ -245,17 +210,38 @@ pub async fn get_bytes(
     Ok(body.into_bytes().to_vec())
 }
 
+/// A test's outcome document: `doc` plus what every outcome carries (schema, worker version,
+/// a source and an error message where they are missing).
+#[cfg(test)]
+pub(crate) fn complete_document(doc: &str) -> Vec<u8> {
+    let mut value: Value = serde_json::from_str(doc).unwrap_or_default();
+    value["schema"] = geobatch_common::outcome::OUTCOME_SCHEMA.into();
+    value["worker_version"] = "0.1.0".into();
+    if value.get("source").is_none() {
+        value["source"] = serde_json::json!({"bucket": "in1", "key": "k"});
+    }
+    if let Some(error) = value.get_mut("error")
+        && error.get("message").is_none()
+    {
+        error["message"] = "m".into();
+    }
+    value.to_string().into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const HEAD: &str = r#""schema":"geobatch.outcome/v1","worker_version":"0.1.0""#;
+
     #[test]
     fn results_give_their_figures() {
-        let doc = br#"{"schema":"geobatch.result/v1","status":"ok",
-            "source":{"bucket":"in","key":"a b.geojson","etag":"e"},
-            "analysis":{"features":3,"vertices":10,"geodesic_area_m2":2.5,
-                        "geodesic_length_m":7.0,"invalid_geometries":1,"bbox":[-1,-2,3,4]}}"#;
-        let outcome = parse_outcome(doc);
+        let doc = format!(
+            r#"{{{HEAD},"status":"ok","source":{{"bucket":"in1","key":"a b.geojson","etag":"e"}},
+            "analysis":{{"features":3,"vertices":10,"geodesic_area_m2":2.5,
+                        "geodesic_length_m":7.0,"invalid_geometries":1,"bbox":[-1,-2,3,4]}}}}"#
+        );
+        let outcome = read_outcome(doc.as_bytes());
         assert_eq!(outcome.status, Some(Status::Ok));
         assert_eq!(outcome.key.as_deref(), Some("a b.geojson"));
         assert_eq!(
@@ -273,9 +259,11 @@ mod tests {
 
     #[test]
     fn error_reports_give_their_kind_and_no_figures() {
-        let doc = br#"{"status":"error","source":{"bucket":"in","key":"k"},
-                       "error":{"kind":"invalid_json","message":"m"}}"#;
-        let outcome = parse_outcome(doc);
+        let doc = format!(
+            r#"{{{HEAD},"status":"error","source":{{"bucket":"in1","key":"k"}},
+                       "error":{{"kind":"invalid_json","message":"m"}}}}"#
+        );
+        let outcome = read_outcome(doc.as_bytes());
         assert_eq!(outcome.status, Some(Status::Error));
         assert_eq!(outcome.error_kind.as_deref(), Some("invalid_json"));
         assert_eq!(outcome.figures, Figures::default());
@@ -289,9 +277,11 @@ mod tests {
             b"[]",
             br#"{"analysis":{}}"#,
         ] {
-            assert_eq!(parse_outcome(doc).status, Some(Status::Unreadable));
+            assert_eq!(read_outcome(doc).status, Some(Status::Unreadable));
         }
-        let odd_bbox = br#"{"status":"ok","analysis":{"bbox":[1,2,3]}}"#;
-        assert_eq!(parse_outcome(odd_bbox).figures.bbox, None);
+        let odd_bbox = format!(
+            r#"{{{HEAD},"status":"ok","source":{{"bucket":"in1","key":"k"}},"analysis":{{"bbox":[1,2,3]}}}}"#
+        );
+        assert_eq!(read_outcome(odd_bbox.as_bytes()).figures.bbox, None);
     }
 }

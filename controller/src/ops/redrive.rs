@@ -20,12 +20,13 @@ use geobatch_common::s3_event::{Notification, Record, parse_body};
 use serde::Serialize;
 
 use crate::ops::error::{Subject, classify};
-use crate::ops::outcomes::{get_bytes, outcome_keys, parse_outcome};
+use crate::ops::outcomes::get_bytes;
 use crate::ops::progress::Progress;
 use crate::ops::report::OutputFormat;
-use crate::ops::s3_url::S3Url;
+use crate::ops::s3_url::output_location;
 use crate::ops::setup::OpsClients;
 use crate::ops::{OpsError, print};
+use geobatch_common::outcome::{OutputLocation, parse_outcome};
 
 /// How long a received message stays invisible while a run decides and moves it.
 const HOLD_SECS: i32 = 300;
@@ -112,7 +113,7 @@ pub async fn run(
     stdout: &mut dyn Write,
 ) -> Result<RedriveSummary, OpsError> {
     let output = match (&args.output, args.error_kinds.is_empty()) {
-        (Some(url), _) => Some(S3Url::parse("--output", url)?.folder()),
+        (Some(url), _) => Some(output_location("--output", url)?),
         (None, true) => None,
         (None, false) => {
             return Err(OpsError::Usage(
@@ -162,7 +163,7 @@ pub async fn run(
 async fn move_messages(
     clients: &OpsClients,
     args: &RedriveArgs,
-    output: Option<&S3Url>,
+    output: Option<&OutputLocation>,
     dlq_url: &str,
     summary: &mut RedriveSummary,
 ) -> Result<(), OpsError> {
@@ -233,7 +234,7 @@ async fn move_messages(
 
 /// The outcome kinds of a message's objects: an error report's kind, `ok` for a result,
 /// [`NO_OUTCOME`] when there is none. A body that names no object gives no kinds.
-async fn outcome_kinds(clients: &OpsClients, output: &S3Url, body: &str) -> Vec<String> {
+async fn outcome_kinds(clients: &OpsClients, output: &OutputLocation, body: &str) -> Vec<String> {
     let Ok(Notification::Records(records)) = parse_body(body) else {
         return Vec::new();
     };
@@ -242,14 +243,17 @@ async fn outcome_kinds(clients: &OpsClients, output: &S3Url, body: &str) -> Vec<
         let Record::Created(object) = record else {
             continue;
         };
-        let mut kind = NO_OUTCOME.to_owned();
-        for key in outcome_keys(output, &object.bucket, &object.key) {
-            if let Ok(bytes) = get_bytes(&clients.s3, &output.bucket, &key).await {
-                let outcome = parse_outcome(&bytes);
-                kind = outcome.error_kind.unwrap_or_else(|| "ok".to_owned());
-                break;
-            }
-        }
+        let outcome = match output.outcome_key(&object.bucket, &object.key) {
+            Ok(key) => get_bytes(&clients.s3, &output.bucket, key.as_str())
+                .await
+                .ok()
+                .and_then(|bytes| parse_outcome(&bytes).ok()),
+            Err(_) => None,
+        };
+        let kind = match outcome {
+            Some(outcome) => outcome.error.map_or_else(|| "ok".to_owned(), |e| e.kind),
+            None => NO_OUTCOME.to_owned(),
+        };
         kinds.push(kind);
     }
     kinds

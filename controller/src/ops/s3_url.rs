@@ -1,5 +1,7 @@
 //! `s3://BUCKET/PREFIX` arguments of the batch commands.
 
+use geobatch_common::outcome::{OutputLocation, is_bucket_name};
+
 use crate::ops::OpsError;
 
 /// A bucket and a key prefix (possibly empty).
@@ -26,7 +28,7 @@ impl S3Url {
         if bucket.is_empty() {
             return Err(usage("names no bucket"));
         }
-        if !valid_bucket_name(bucket) {
+        if !is_bucket_name(bucket) {
             return Err(usage(
                 "has a bucket name S3 does not allow (3-63 lowercase letters, digits, `.` and `-`)",
             ));
@@ -36,37 +38,22 @@ impl S3Url {
             prefix: prefix.to_owned(),
         })
     }
+}
 
-    /// The prefix as a folder: with a trailing `/` unless empty. Output locations are
-    /// folders, as the worker's `--output` treats them.
-    pub fn folder(&self) -> S3Url {
-        let prefix = if self.prefix.is_empty() || self.prefix.ends_with('/') {
-            self.prefix.clone()
-        } else {
-            format!("{}/", self.prefix)
-        };
-        S3Url {
-            bucket: self.bucket.clone(),
-            prefix,
-        }
-    }
+/// Parses the workers' output location with the worker's own parser; `flag` names the
+/// argument in the error.
+pub fn output_location(flag: &str, url: &str) -> Result<OutputLocation, OpsError> {
+    OutputLocation::parse(url).map_err(|err| {
+        OpsError::Usage(format!(
+            "{flag}: {err}; give the workers' --output, e.g. s3://results/results/"
+        ))
+    })
 }
 
 impl std::fmt::Display for S3Url {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "s3://{}/{}", self.bucket, self.prefix)
     }
-}
-
-fn valid_bucket_name(name: &str) -> bool {
-    (3..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
-        && name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric())
 }
 
 #[cfg(test)]
@@ -82,20 +69,10 @@ mod tests {
         );
         let url = S3Url::parse("SOURCE", "s3://uploads").expect("valid");
         assert_eq!(url.prefix, "");
-        assert_eq!(
-            S3Url::parse("O", "s3://out/results")
-                .expect("valid")
-                .folder()
-                .prefix,
-            "results/"
-        );
-        assert_eq!(
-            S3Url::parse("O", "s3://out/")
-                .expect("valid")
-                .folder()
-                .prefix,
-            ""
-        );
+        let output = output_location("--output", "s3://out/results").expect("valid");
+        assert_eq!(output.prefix, "results/");
+        let err = output_location("--output", "results/").expect_err("not s3");
+        assert_eq!(err.exit_status(), crate::ops::ExitStatus::Usage);
     }
 
     #[test]

@@ -79,8 +79,8 @@ def run(target_dir: Path, out_dir: Path, timeout_secs: float) -> int:
         for wave in range(1, WAVES + 1):
             batch = [(f"batch-{wave}/{key}", body) for key, body in files]
             pipeline.upload(batch)
-            # Results land at <output prefix><input key>.json; the input key has the input prefix.
-            expected.update({key: pipeline.stack.input_prefix + key for key, _ in batch})
+            # Outcomes land at <output prefix><bucket>/<input key>.json; the input key has the input prefix.
+            expected.update({key: pipeline.outcome_key(pipeline.stack.input_prefix + key) for key, _ in batch})
             print(f"   batch {wave}: uploaded")
             if wave < WAVES:
                 time.sleep(WAVE_GAP_SECS)
@@ -90,11 +90,9 @@ def run(target_dir: Path, out_dir: Path, timeout_secs: float) -> int:
         done: dict[str, str] = {}
         while time.monotonic() < deadline:
             keys = pipeline.output_keys()
-            for key, full_key in expected.items():
-                if f"{full_key}.json" in keys:
-                    done[key] = f"{full_key}.json"
-                elif f"{full_key}.error.json" in keys:
-                    done[key] = f"{full_key}.error.json"
+            for key, outcome_key in expected.items():
+                if outcome_key in keys:
+                    done[key] = outcome_key
             sample = pipeline.sampler.latest()
             if sample:
                 print(

@@ -170,6 +170,14 @@ def all_versions(pipeline: LocalPipeline) -> dict[str, list[bytes]]:
     return versions
 
 
+def outcome_status(document: bytes) -> str | None:
+    """The status (ok or error) of an outcome document, None if it is not one."""
+    try:
+        return json.loads(document).get("status")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+
+
 def dlq_keys(pipeline: LocalPipeline) -> list[str]:
     """Object keys named by the messages in the dead-letter queue (drains it)."""
     sqs = pipeline.emulator.client("sqs")
@@ -199,12 +207,13 @@ def run(target_dir: Path, out_dir: Path, seed: int, timeout_secs: float) -> int:
     settings = Settings(target_dir=target_dir, out_dir=out_dir, stack_name="geobatch-faults", parameters=PARAMETERS)
     with LocalPipeline(settings) as pipeline:
         assert pipeline.agent is not None
-        # Results land at <output prefix><input key>.json, and the input key has the input prefix.
+        # One outcome per source, at <output prefix><bucket>/<input key>.json; the input key
+        # has the input prefix. Good files get status ok, malformed ones status error.
         prefix = pipeline.stack.input_prefix
         bad = {prefix + key for key in bad}
         files = [(prefix + key, body) for key, body in files]
         good = [key for key, _ in files if key not in bad]
-        expected = {key: f"{key}.error.json" if key in bad else f"{key}.json" for key, _ in files}
+        expected = {key: pipeline.outcome_key(key) for key, _ in files}
         s3 = pipeline.emulator.client("s3")
         s3.put_bucket_versioning(Bucket=pipeline.stack.output_bucket, VersioningConfiguration={"Status": "Enabled"})
 
@@ -229,15 +238,21 @@ def run(target_dir: Path, out_dir: Path, seed: int, timeout_secs: float) -> int:
         print("6. checking")
         versions = all_versions(pipeline)
         dead = set(dlq_keys(pipeline))
-        good_ok = [k for k in good if versions.get(f"{k}.json") and all(v == clean.get(f"{k}.json") for v in versions[f"{k}.json"]) and f"{k}.error.json" not in versions]
-        rewritten = sum(1 for k in good if len(versions.get(f"{k}.json", [])) > 1)
+
+        def unchanged(key: str, status: str) -> bool:
+            """Every version of the key's outcome is the clean run's, with this status."""
+            written, first = versions.get(expected[key], []), clean.get(expected[key])
+            return bool(written) and first is not None and outcome_status(first) == status and all(v == first for v in written)
+
+        good_ok = [k for k in good if unchanged(k, "ok")]
+        rewritten = sum(1 for k in good if len(versions.get(expected[k], [])) > 1)
         check(
             len(good_ok) == len(good) and len(clean) == len(expected),
             f"every good file ({len(good_ok)}/{len(good)}) has one result, byte-identical to the clean run's "
             f"({rewritten} were written more than once after a fault, every write identical)",
         )
-        bad_ok = [k for k in bad if (versions.get(f"{k}.error.json") and all(v == clean.get(f"{k}.error.json") for v in versions[f"{k}.error.json"])) or k in dead]
-        check(len(bad_ok) == len(bad), f"every bad file ({len(bad_ok)}/{len(bad)}) has its error report (or is in the DLQ: {len(dead & bad)})")
+        bad_ok = [k for k in bad if unchanged(k, "error") or k in dead]
+        check(len(bad_ok) == len(bad), f"every bad file ({len(bad_ok)}/{len(bad)}) has its error outcome (or is in the DLQ: {len(dead & bad)})")
         unexpected = sorted(set(versions) - set(expected.values()))
         check(not unexpected and not (dead - bad), f"no other output ({unexpected[:3]}) and no good file in the DLQ ({sorted(dead - bad)[:3]})")
         check(pipeline.queue_counts() == (0, 0, 0), f"the queue is empty {pipeline.queue_counts()}")

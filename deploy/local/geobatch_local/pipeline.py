@@ -171,6 +171,11 @@ class LocalPipeline:
                 found[item["Key"][len(self.stack.output_prefix) :]] = body
         return found
 
+    def outcome_key(self, input_key: str) -> str:
+        """Key, relative to the output prefix, of the outcome of an input object: the worker
+        writes one per source, at <bucket>/<key>.json (docs/worker.md, "Outputs")."""
+        return f"{self.stack.input_bucket}/{input_key}.json"
+
     def output_keys(self) -> set[str]:
         s3 = self.emulator.client("s3")
         keys: set[str] = set()

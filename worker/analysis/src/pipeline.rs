@@ -11,8 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
-use geographiclib_rs::Geodesic;
-
 use super::AnalysisOptions;
 use super::error::{AnalysisError, ErrorKind};
 use super::feature::{self, Shape};
@@ -91,7 +89,6 @@ fn worker(
     cancelled: &AtomicBool,
     options: &AnalysisOptions,
 ) {
-    let geodesic = Geodesic::wgs84();
     loop {
         let next = match work.lock() {
             Ok(receiver) => receiver.recv(),
@@ -101,7 +98,7 @@ fn worker(
         let outcome = if cancelled.load(Ordering::Relaxed) {
             Ok(BatchSummary::default())
         } else {
-            analyze_batch(&geodesic, &batch, options)
+            analyze_batch(&batch, options)
         };
         if results
             .send((batch.seq, batch.data.len(), outcome))
@@ -171,11 +168,7 @@ fn stopped() -> AnalysisError {
 }
 
 /// Parses and analyses every feature of a batch.
-fn analyze_batch(
-    geodesic: &geographiclib_rs::Geodesic,
-    batch: &Batch,
-    options: &AnalysisOptions,
-) -> Result<BatchSummary> {
+fn analyze_batch(batch: &Batch, options: &AnalysisOptions) -> Result<BatchSummary> {
     let mut summary = BatchSummary::default();
     let shape = batch.shape.unwrap_or(Shape::Feature);
     for (position, (range, offset)) in batch.items.iter().enumerate() {
@@ -192,9 +185,7 @@ fn analyze_batch(
         summary.add_geometry_type(geometry.kind);
         summary.vertices += geometry.vertex_count();
         add_bbox(&mut summary, &geometry);
-        summary
-            .measures
-            .push(geodesic::measure(geodesic, &geometry));
+        summary.measures.push(geodesic::measure(&geometry));
         match validity::check(&geometry) {
             Validity::Valid => {}
             Validity::Unchecked => summary.unchecked_geometries += 1,

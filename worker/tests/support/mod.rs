@@ -14,6 +14,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use geobatch_analysis::AnalysisOptions;
 use geobatch_common::testing::{Emulator, unique_name};
 use geobatch_worker::config::{AllowedBuckets, OutputLocation, Processor, WorkerConfig};
+use geobatch_worker::interruption::{SpotWatch, SpotWatchMode};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -137,6 +138,11 @@ impl Stack {
             work_dir: std::env::temp_dir(),
             ecs_agent_uri: None,
             protection_minutes: 60,
+            spot: SpotWatch {
+                mode: SpotWatchMode::Off,
+                imds_endpoint: "http://127.0.0.1:9".to_owned(),
+                poll_interval: Duration::from_millis(200),
+            },
         }
     }
 
@@ -198,14 +204,15 @@ impl Stack {
         self.send(&json!({ "Records": records }).to_string()).await
     }
 
-    /// Key of the result for `source_key`.
-    pub fn result_key(&self, source_key: &str) -> String {
-        format!("results/{source_key}.json")
+    /// Key of the outcome of `source_key` in the input bucket, spelt out rather than
+    /// computed with the worker's own function, so a change of layout fails the tests.
+    pub fn outcome_key(&self, source_key: &str) -> String {
+        format!("results/{}/{source_key}.json", self.input_bucket)
     }
 
-    /// Key of the error report for `source_key`.
-    pub fn error_key(&self, source_key: &str) -> String {
-        format!("results/{source_key}.error.json")
+    /// Key of the report about the message `message_id`.
+    pub fn message_report_key(&self, message_id: &str) -> String {
+        format!("results/_messages/{message_id}.json")
     }
 
     /// The bytes of an output object, if it exists.

@@ -14,15 +14,13 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use tokio::task::JoinSet;
 
-use crate::ops::outcomes::{Lister, get_bytes, parse_outcome};
+use crate::ops::outcomes::{Lister, get_bytes, read_outcome};
 use crate::ops::s3_url::S3Url;
 use crate::ops::setup::OpsClients;
 use crate::ops::{OpsError, print};
+use geobatch_common::outcome::MESSAGES_DIR;
 pub use totals::{FileRow, Totals};
 use write::{ReportFiles, text_table};
-
-/// Outcome keys under this folder are about messages, not files; they are counted apart.
-const INVALID_MESSAGES_DIR: &str = "_invalid-messages/";
 
 /// Reads the outcomes of a batch and writes one summary of it: per file (status, features,
 /// vertices, geodesic area and length, invalid geometries, error kind) and totals, as
@@ -109,7 +107,7 @@ pub async fn run(
             .map(|listed| listed.key)
             .filter(|key| key.ends_with(".json"))
             .filter(|key| {
-                let message_report = key.contains(INVALID_MESSAGES_DIR);
+                let message_report = key.contains(MESSAGES_DIR);
                 invalid_messages += u64::from(message_report);
                 !message_report
             })
@@ -134,7 +132,9 @@ pub async fn run(
             let more = totals.files.saturating_sub(shown.len() as u64);
             let mut text = text_table(&shown, more, &totals);
             if invalid_messages > 0 {
-                text.push_str(&format!("{invalid_messages} reports about unusable messages under {INVALID_MESSAGES_DIR}\n"));
+                text.push_str(&format!(
+                    "{invalid_messages} reports about unusable messages under {MESSAGES_DIR}\n"
+                ));
             }
             text.push_str(&format!(
                 "written: {}, {}, {}\n",
@@ -185,6 +185,6 @@ async fn read_rows(clients: &OpsClients, bucket: &str, keys: &[String]) -> Vec<F
     }
     keys.iter()
         .zip(bodies)
-        .map(|(key, body)| FileRow::new(key, parse_outcome(body.as_deref().unwrap_or_default())))
+        .map(|(key, body)| FileRow::new(key, read_outcome(body.as_deref().unwrap_or_default())))
         .collect()
 }

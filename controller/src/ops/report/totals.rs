@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::ops::outcomes::{Figures, OutcomeSummary, Status};
+use crate::ops::outcomes::{Figures, Outcome, Status};
 
 /// One file of the batch.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -38,7 +38,7 @@ pub struct FileRow {
 
 impl FileRow {
     /// The row of the outcome stored at `outcome_key`.
-    pub fn new(outcome_key: &str, outcome: OutcomeSummary) -> FileRow {
+    pub fn new(outcome_key: &str, outcome: Outcome) -> FileRow {
         let status = outcome.status.unwrap_or(Status::Unreadable);
         let Figures {
             features,
@@ -131,14 +131,17 @@ impl Totals {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::outcomes::parse_outcome;
+    use crate::ops::outcomes::{complete_document, read_outcome};
     use proptest::prelude::*;
 
     fn ok_row(features: u64, area: f64, bbox: [f64; 4]) -> FileRow {
         let doc = serde_json::json!({"status":"ok","source":{"bucket":"b","key":"k"},
             "analysis":{"features":features,"vertices":features * 2,"geodesic_area_m2":area,
                         "geodesic_length_m":1.0,"invalid_geometries":0,"bbox":bbox}});
-        FileRow::new("out/k.json", parse_outcome(doc.to_string().as_bytes()))
+        FileRow::new(
+            "out/k.json",
+            read_outcome(&complete_document(&doc.to_string())),
+        )
     }
 
     #[test]
@@ -146,9 +149,11 @@ mod tests {
         let mut totals = Totals::default();
         totals.add(&ok_row(2, 10.0, [0.0, 0.0, 1.0, 1.0]));
         totals.add(&ok_row(3, 5.0, [-5.0, 2.0, 0.5, 8.0]));
-        let error = parse_outcome(br#"{"status":"error","source":{"bucket":"b","key":"x"},"error":{"kind":"invalid_json"}}"#);
+        let error = read_outcome(&complete_document(
+            r#"{"status":"error","source":{"bucket":"b","key":"x"},"error":{"kind":"invalid_json"}}"#,
+        ));
         totals.add(&FileRow::new("out/x.error.json", error));
-        totals.add(&FileRow::new("out/y.json", parse_outcome(b"garbage")));
+        totals.add(&FileRow::new("out/y.json", read_outcome(b"garbage")));
         assert_eq!(
             (totals.files, totals.ok, totals.error, totals.unreadable),
             (4, 2, 1, 1)

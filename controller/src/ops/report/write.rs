@@ -262,10 +262,10 @@ pub fn text_table(rows: &[FileRow], more: u64, totals: &Totals) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::outcomes::parse_outcome;
+    use crate::ops::outcomes::{complete_document, read_outcome};
 
     fn row(doc: &str) -> FileRow {
-        FileRow::new("out/k.json", parse_outcome(doc.as_bytes()))
+        FileRow::new("out/k.json", read_outcome(&complete_document(doc)))
     }
 
     #[test]
