@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use clap::Args;
 use geobatch_common::outcome::{OUTCOME_SUFFIX, OutcomeKey, OutputLocation, parse_outcome};
 use geobatch_common::s3_event::{ObjectRef, created_body};
@@ -23,10 +23,11 @@ use tokio::task::JoinSet;
 use crate::ops::error::{Subject, classify};
 use crate::ops::outcomes::{Listed, Lister, get_bytes};
 use crate::ops::progress::Progress;
+use crate::ops::queues::queue_attribute;
 use crate::ops::report::OutputFormat;
 use crate::ops::s3_url::{S3Url, output_location};
 use crate::ops::setup::OpsClients;
-use crate::ops::{OpsError, print};
+use crate::ops::{OpsError, print_summary};
 
 /// `SendMessageBatch` takes at most ten entries.
 const BATCH: usize = 10;
@@ -157,7 +158,8 @@ pub async fn run(
             ));
         }
     };
-    check_queue(clients, &args.queue_url).await?;
+    // Fails with exit code 3 before any listing when the queue does not exist.
+    queue_attribute(clients, &args.queue_url, QueueAttributeName::QueueArn).await?;
     let existing = match &output {
         Some(output) if !args.force => existing_outcomes(clients, output, &source).await?,
         _ => HashSet::new(),
@@ -209,7 +211,12 @@ pub async fn run(
         }
     }
     progress.finish(summary.queued, None, &detail(&summary));
-    print_summary(&summary, OutputFormat::or_detect(args.format), stdout)?;
+    print_summary(
+        stdout,
+        OutputFormat::or_detect(args.format),
+        &summary,
+        render_text,
+    )?;
     if summary.failed > 0 {
         return Err(OpsError::Partial {
             failed: summary.failed,
@@ -227,45 +234,35 @@ fn detail(summary: &BackfillSummary) -> String {
     )
 }
 
-fn print_summary(
-    summary: &BackfillSummary,
-    format: OutputFormat,
-    stdout: &mut dyn Write,
-) -> Result<(), OpsError> {
-    let text = match format {
-        OutputFormat::Json => format!("{}\n", serde_json::to_string(summary).unwrap_or_default()),
-        OutputFormat::Text => {
-            let verb = if summary.dry_run {
-                "would queue"
-            } else {
-                "queued"
-            };
-            let mut text = format!(
-                "{}: listed {}, {verb} {}, skipped {} with a current outcome and {} without the suffix{}\n",
-                summary.source,
-                summary.listed,
-                summary.queued,
-                summary.skipped_current,
-                summary.skipped_suffix,
-                if summary.failed > 0 {
-                    format!(", {} FAILED to send", summary.failed)
-                } else {
-                    String::new()
-                },
-            );
-            for key in &summary.sample {
-                text.push_str(&format!("  {key}\n"));
-            }
-            if summary.queued > summary.sample.len() as u64 {
-                text.push_str(&format!(
-                    "  … and {} more\n",
-                    summary.queued - summary.sample.len() as u64
-                ));
-            }
-            text
-        }
+fn render_text(summary: &BackfillSummary) -> String {
+    let verb = if summary.dry_run {
+        "would queue"
+    } else {
+        "queued"
     };
-    print(stdout, &text)
+    let mut text = format!(
+        "{}: listed {}, {verb} {}, skipped {} with a current outcome and {} without the suffix{}\n",
+        summary.source,
+        summary.listed,
+        summary.queued,
+        summary.skipped_current,
+        summary.skipped_suffix,
+        if summary.failed > 0 {
+            format!(", {} FAILED to send", summary.failed)
+        } else {
+            String::new()
+        },
+    );
+    for key in &summary.sample {
+        text.push_str(&format!("  {key}\n"));
+    }
+    if summary.queued > summary.sample.len() as u64 {
+        text.push_str(&format!(
+            "  … and {} more\n",
+            summary.queued - summary.sample.len() as u64
+        ));
+    }
+    text
 }
 
 /// Whether the workers' `--allowed-buckets` list admits `bucket`.
@@ -273,21 +270,6 @@ pub fn allowed(list: &[String], bucket: &str) -> bool {
     list.iter()
         .map(|b| b.trim())
         .any(|b| b == "*" || b == bucket)
-}
-
-/// Fails with exit code 3 when the queue does not exist.
-pub async fn check_queue(clients: &OpsClients, queue_url: &str) -> Result<(), OpsError> {
-    const CALL: &str = "GetQueueAttributes";
-    clients
-        .aws
-        .sqs
-        .get_queue_attributes()
-        .queue_url(queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .map(drop)
-        .map_err(|err| classify(CALL, Subject::Queue(queue_url), err))
 }
 
 /// The outcome keys that exist in the folder where the outcomes of objects under `source`

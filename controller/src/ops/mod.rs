@@ -11,6 +11,7 @@
 //! - [`setup`]: SDK configuration, the credentials check and the clients.
 //! - [`s3_url`]: `s3://BUCKET/PREFIX` arguments.
 //! - [`outcomes`]: where a source's outcome lives and what an outcome document says.
+//! - [`queues`]: the SQS reads the commands share (attributes, the dead-letter queue).
 //! - [`progress`]: a progress line on a terminal, plain lines elsewhere.
 //! - [`backfill`], [`status`], [`redrive`], [`report`]: the commands.
 
@@ -18,6 +19,7 @@ pub mod backfill;
 pub mod error;
 pub mod outcomes;
 pub mod progress;
+pub mod queues;
 pub mod redrive;
 pub mod report;
 pub mod s3_url;
@@ -35,4 +37,20 @@ pub fn print(stdout: &mut dyn std::io::Write, text: &str) -> Result<(), OpsError
             path: "stdout".to_owned(),
             cause,
         })
+}
+
+/// Prints a command's summary: as one JSON line, or as the text `text` renders.
+pub fn print_summary<T: serde::Serialize>(
+    stdout: &mut dyn std::io::Write,
+    format: report::OutputFormat,
+    summary: &T,
+    text: impl FnOnce(&T) -> String,
+) -> Result<(), OpsError> {
+    let printed = match format {
+        report::OutputFormat::Json => {
+            format!("{}\n", serde_json::to_string(summary).unwrap_or_default())
+        }
+        report::OutputFormat::Text => text(summary),
+    };
+    print(stdout, &printed)
 }

@@ -22,10 +22,11 @@ use serde::Serialize;
 use crate::ops::error::{Subject, classify};
 use crate::ops::outcomes::get_bytes;
 use crate::ops::progress::Progress;
+use crate::ops::queues::{dead_letter_queue, queue_attribute, queue_count};
 use crate::ops::report::OutputFormat;
 use crate::ops::s3_url::output_location;
 use crate::ops::setup::OpsClients;
-use crate::ops::{OpsError, print};
+use crate::ops::{OpsError, print_summary};
 use geobatch_common::outcome::{OutputLocation, parse_outcome};
 
 /// How long a received message stays invisible while a run decides and moves it.
@@ -129,14 +130,12 @@ pub async fn run(
         Some(url) => url.clone(),
         None => dead_letter_queue(clients, &args.queue_url).await?,
     };
-    let dead_lettered = queue_attribute(
+    let dead_lettered = queue_count(
         clients,
         &dlq_url,
         QueueAttributeName::ApproximateNumberOfMessages,
     )
-    .await?
-    .parse()
-    .unwrap_or(0);
+    .await?;
     let mut summary = RedriveSummary {
         dlq_url: dlq_url.clone(),
         dry_run: args.dry_run,
@@ -149,7 +148,12 @@ pub async fn run(
     } else {
         move_messages(clients, args, output.as_ref(), &dlq_url, &mut summary).await?;
     }
-    print_summary(&summary, OutputFormat::or_detect(args.format), stdout)?;
+    print_summary(
+        stdout,
+        OutputFormat::or_detect(args.format),
+        &summary,
+        render_text,
+    )?;
     if summary.failed > 0 {
         return Err(OpsError::Partial {
             failed: summary.failed,
@@ -381,64 +385,6 @@ async fn release(clients: &OpsClients, dlq_url: &str, receipts: &[String]) {
     }
 }
 
-async fn queue_attribute(
-    clients: &OpsClients,
-    queue_url: &str,
-    name: QueueAttributeName,
-) -> Result<String, OpsError> {
-    const CALL: &str = "GetQueueAttributes";
-    let output = clients
-        .aws
-        .sqs
-        .get_queue_attributes()
-        .queue_url(queue_url)
-        .attribute_names(name.clone())
-        .send()
-        .await
-        .map_err(|err| classify(CALL, Subject::Queue(queue_url), err))?;
-    Ok(output
-        .attributes()
-        .and_then(|a| a.get(&name))
-        .cloned()
-        .unwrap_or_default())
-}
-
-/// The dead-letter queue URL from the queue's RedrivePolicy.
-pub async fn dead_letter_queue(clients: &OpsClients, queue_url: &str) -> Result<String, OpsError> {
-    let policy = queue_attribute(clients, queue_url, QueueAttributeName::RedrivePolicy).await?;
-    let arn = serde_json::from_str::<serde_json::Value>(&policy)
-        .ok()
-        .and_then(|p| p.get("deadLetterTargetArn")?.as_str().map(str::to_owned))
-        .ok_or_else(|| OpsError::NotFound {
-            what: "dead-letter queue of",
-            name: queue_url.to_owned(),
-            call: "GetQueueAttributes",
-            hint: "the queue has no RedrivePolicy; give the dead-letter queue with --dlq-url",
-        })?;
-    // arn:aws:sqs:REGION:ACCOUNT:NAME
-    let mut parts = arn.rsplitn(3, ':');
-    let (Some(name), Some(account)) = (parts.next(), parts.next()) else {
-        return Err(OpsError::Aws {
-            call: "GetQueueAttributes",
-            message: format!("deadLetterTargetArn {arn} is not a queue ARN"),
-        });
-    };
-    const CALL: &str = "GetQueueUrl";
-    let output = clients
-        .aws
-        .sqs
-        .get_queue_url()
-        .queue_name(name)
-        .queue_owner_aws_account_id(account)
-        .send()
-        .await
-        .map_err(|err| classify(CALL, Subject::Queue(&arn), err))?;
-    output.queue_url.ok_or_else(|| OpsError::Aws {
-        call: CALL,
-        message: format!("no URL for {arn}"),
-    })
-}
-
 async fn start_move_task(
     clients: &OpsClients,
     dlq_url: &str,
@@ -458,43 +404,35 @@ async fn start_move_task(
     Ok(output.task_handle.unwrap_or_default())
 }
 
-fn print_summary(
-    summary: &RedriveSummary,
-    format: OutputFormat,
-    stdout: &mut dyn Write,
-) -> Result<(), OpsError> {
-    let text = match format {
-        OutputFormat::Json => format!("{}\n", serde_json::to_string(summary).unwrap_or_default()),
-        OutputFormat::Text => {
-            let verb = if summary.dry_run {
-                "would move"
-            } else {
-                "moved"
-            };
-            let mut text = format!(
-                "{}: {} dead-lettered; {verb} {}, kept {}{}\n",
-                summary.dlq_url,
-                summary.dead_lettered,
-                summary.moved,
-                summary.kept,
-                if summary.failed > 0 {
-                    format!(", {} FAILED", summary.failed)
-                } else {
-                    String::new()
-                },
-            );
-            let mut kinds: Vec<_> = summary.by_kind.iter().collect();
-            kinds.sort();
-            for (kind, count) in kinds {
-                text.push_str(&format!("  {kind}: {count}\n"));
-            }
-            if let Some(task) = &summary.move_task {
-                text.push_str(&format!("  SQS move task {task} started; `aws sqs list-message-move-tasks` shows its progress\n"));
-            }
-            text
-        }
+fn render_text(summary: &RedriveSummary) -> String {
+    let verb = if summary.dry_run {
+        "would move"
+    } else {
+        "moved"
     };
-    print(stdout, &text)
+    let mut text = format!(
+        "{}: {} dead-lettered; {verb} {}, kept {}{}\n",
+        summary.dlq_url,
+        summary.dead_lettered,
+        summary.moved,
+        summary.kept,
+        if summary.failed > 0 {
+            format!(", {} FAILED", summary.failed)
+        } else {
+            String::new()
+        },
+    );
+    let mut kinds: Vec<_> = summary.by_kind.iter().collect();
+    kinds.sort();
+    for (kind, count) in kinds {
+        text.push_str(&format!("  {kind}: {count}\n"));
+    }
+    if let Some(task) = &summary.move_task {
+        text.push_str(&format!(
+            "  SQS move task {task} started; `aws sqs list-message-move-tasks` shows its progress\n"
+        ));
+    }
+    text
 }
 
 #[cfg(test)]

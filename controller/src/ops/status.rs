@@ -20,10 +20,11 @@ use serde::Serialize;
 use crate::config::{Config, Pool};
 use crate::decision_log::now_rfc3339;
 use crate::observe::{AwsObserver, Observer};
-use crate::ops::redrive::dead_letter_queue;
+use crate::ops::queues::{dead_letter_queue, queue_count};
 use crate::ops::report::OutputFormat;
 use crate::ops::setup::OpsClients;
 use crate::ops::{OpsError, print};
+use aws_sdk_sqs::types::QueueAttributeName;
 
 /// The window the completion rate is measured over.
 const RATE_WINDOW: Duration = Duration::from_secs(5 * 60);
@@ -254,26 +255,12 @@ pub async fn read(clients: &OpsClients, pool: &Pool, controller_url: &str) -> Po
 
 async fn dead_lettered(clients: &OpsClients, queue_url: &str) -> Result<u64, OpsError> {
     let dlq = dead_letter_queue(clients, queue_url).await?;
-    let output = clients
-        .aws
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&dlq)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-        .send()
-        .await
-        .map_err(|err| {
-            crate::ops::error::classify(
-                "GetQueueAttributes",
-                crate::ops::error::Subject::Queue(&dlq),
-                err,
-            )
-        })?;
-    Ok(output
-        .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0))
+    queue_count(
+        clients,
+        &dlq,
+        QueueAttributeName::ApproximateNumberOfMessages,
+    )
+    .await
 }
 
 /// The queue's `NumberOfMessagesDeleted` per minute over the last [`RATE_WINDOW`];
