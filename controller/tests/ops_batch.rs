@@ -59,6 +59,18 @@ async fn process(stack: &Stack, keys: &[&str]) {
     worker.stop().await;
 }
 
+/// A stack whose queue has a dead-letter queue, its clients and the DLQ's URL.
+async fn stack_with_dlq() -> (Stack, OpsClients, String) {
+    let stack = Stack::new(StackOptions {
+        max_receive_count: Some(3),
+        ..StackOptions::default()
+    })
+    .await;
+    let clients = OpsClients::new(&stack.sdk);
+    let dlq = stack.dlq_url.clone().expect("dlq");
+    (stack, clients, dlq)
+}
+
 /// Sends a work item for `key` of the input bucket straight to the dead-letter queue, as a
 /// message that failed its last receive would be.
 async fn dead_letter(stack: &Stack, key: &str) {
@@ -176,13 +188,7 @@ async fn backfill_refuses_buckets_the_workers_do_not_allow() {
 
 #[tokio::test]
 async fn redrive_of_n_dead_lettered_messages_ends_with_n_completed_outcomes() {
-    let stack = Stack::new(StackOptions {
-        max_receive_count: Some(3),
-        ..StackOptions::default()
-    })
-    .await;
-    let clients = OpsClients::new(&stack.sdk);
-    let dlq = stack.dlq_url.clone().expect("dlq");
+    let (stack, clients, dlq) = stack_with_dlq().await;
     let keys: Vec<String> = (0..7).map(|i| format!("batch/f{i}.geojson")).collect();
     for key in &keys {
         stack.put(key, SAMPLE).await;
@@ -229,13 +235,7 @@ async fn redrive_of_n_dead_lettered_messages_ends_with_n_completed_outcomes() {
 
 #[tokio::test]
 async fn redrive_moves_only_the_error_kinds_asked_for() {
-    let stack = Stack::new(StackOptions {
-        max_receive_count: Some(3),
-        ..StackOptions::default()
-    })
-    .await;
-    let clients = OpsClients::new(&stack.sdk);
-    let dlq = stack.dlq_url.clone().expect("dlq");
+    let (stack, clients, dlq) = stack_with_dlq().await;
     stack.put("batch/good.geojson", SAMPLE).await;
     stack.put("batch/broken.geojson", BROKEN).await;
     stack.put("batch/never.geojson", SAMPLE).await;

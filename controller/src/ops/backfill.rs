@@ -27,7 +27,7 @@ use crate::ops::queues::queue_attribute;
 use crate::ops::report::OutputFormat;
 use crate::ops::s3_url::{S3Url, output_location};
 use crate::ops::setup::OpsClients;
-use crate::ops::{OpsError, print_summary};
+use crate::ops::{OpsError, Tally, finish};
 
 /// `SendMessageBatch` takes at most ten entries.
 const BATCH: usize = 10;
@@ -211,20 +211,12 @@ pub async fn run(
         }
     }
     progress.finish(summary.queued, None, &detail(&summary));
-    print_summary(
-        stdout,
-        OutputFormat::or_detect(args.format),
-        &summary,
-        render_text,
-    )?;
-    if summary.failed > 0 {
-        return Err(OpsError::Partial {
-            failed: summary.failed,
-            total: summary.failed + summary.queued,
-            what: "work items",
-        });
-    }
-    Ok(summary)
+    let tally = Tally {
+        failed: summary.failed,
+        done: summary.queued,
+        what: "work items",
+    };
+    finish(stdout, args.format, summary, render_text, tally)
 }
 
 fn detail(summary: &BackfillSummary) -> String {

@@ -39,18 +39,38 @@ pub fn print(stdout: &mut dyn std::io::Write, text: &str) -> Result<(), OpsError
         })
 }
 
-/// Prints a command's summary: as one JSON line, or as the text `text` renders.
-pub fn print_summary<T: serde::Serialize>(
+/// How a command that moves items went, for [`finish`].
+pub struct Tally {
+    /// Items that failed.
+    pub failed: u64,
+    /// Items done.
+    pub done: u64,
+    /// What the items are, for the error.
+    pub what: &'static str,
+}
+
+/// Prints a command's summary (one JSON line, or the text `text` renders) and turns failed
+/// items into [`OpsError::Partial`] (exit code 1).
+pub fn finish<T: serde::Serialize>(
     stdout: &mut dyn std::io::Write,
-    format: report::OutputFormat,
-    summary: &T,
+    format: Option<report::OutputFormat>,
+    summary: T,
     text: impl FnOnce(&T) -> String,
-) -> Result<(), OpsError> {
-    let printed = match format {
+    tally: Tally,
+) -> Result<T, OpsError> {
+    let printed = match report::OutputFormat::or_detect(format) {
         report::OutputFormat::Json => {
-            format!("{}\n", serde_json::to_string(summary).unwrap_or_default())
+            format!("{}\n", serde_json::to_string(&summary).unwrap_or_default())
         }
-        report::OutputFormat::Text => text(summary),
+        report::OutputFormat::Text => text(&summary),
     };
-    print(stdout, &printed)
+    print(stdout, &printed)?;
+    if tally.failed > 0 {
+        return Err(OpsError::Partial {
+            failed: tally.failed,
+            total: tally.failed + tally.done,
+            what: tally.what,
+        });
+    }
+    Ok(summary)
 }

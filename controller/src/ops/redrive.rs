@@ -26,7 +26,7 @@ use crate::ops::queues::{dead_letter_queue, queue_attribute, queue_count};
 use crate::ops::report::OutputFormat;
 use crate::ops::s3_url::output_location;
 use crate::ops::setup::OpsClients;
-use crate::ops::{OpsError, print_summary};
+use crate::ops::{OpsError, Tally, finish};
 use geobatch_common::outcome::{OutputLocation, parse_outcome};
 
 /// How long a received message stays invisible while a run decides and moves it.
@@ -148,20 +148,12 @@ pub async fn run(
     } else {
         move_messages(clients, args, output.as_ref(), &dlq_url, &mut summary).await?;
     }
-    print_summary(
-        stdout,
-        OutputFormat::or_detect(args.format),
-        &summary,
-        render_text,
-    )?;
-    if summary.failed > 0 {
-        return Err(OpsError::Partial {
-            failed: summary.failed,
-            total: summary.failed + summary.moved,
-            what: "messages",
-        });
-    }
-    Ok(summary)
+    let tally = Tally {
+        failed: summary.failed,
+        done: summary.moved,
+        what: "messages",
+    };
+    finish(stdout, args.format, summary, render_text, tally)
 }
 
 async fn move_messages(
