@@ -30,10 +30,12 @@ $(VENV)/.installed: deploy/requirements-dev.txt
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p geobatch-analysis --all-targets --features geo -- -D warnings
 
 ## test: everything CI checks.
 test: venv lint deploy-lint
 	GEOBATCH_MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server $(CARGO) test --workspace
+	$(CARGO) test -p geobatch-analysis --features geo
 	$(MAKE) deploy-unit fault-test
 
 ## deploy-lint: the CloudFormation template (cfn-lint, checkov) and the Dockerfiles

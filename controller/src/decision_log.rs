@@ -87,8 +87,10 @@ impl DecisionRecord {
 /// Where decision records go. Cloning shares the destination.
 #[derive(Clone)]
 pub struct DecisionLog {
-    out: Arc<Mutex<Box<dyn Write + Send>>>,
-    latest: Arc<Mutex<BTreeMap<String, DecisionRecord>>>,
+    /// `None` discards records without encoding them.
+    out: Option<Arc<Mutex<Box<dyn Write + Send>>>>,
+    /// Each pool's latest decision, for `/decisions`; `None` when discarding.
+    latest: Option<Arc<Mutex<BTreeMap<String, DecisionRecord>>>>,
 }
 
 impl DecisionLog {
@@ -100,28 +102,47 @@ impl DecisionLog {
     /// Records to any writer (a file, or a buffer in tests).
     pub fn to_writer(out: impl Write + Send + 'static) -> DecisionLog {
         DecisionLog {
-            out: Arc::new(Mutex::new(Box::new(out))),
-            latest: Arc::default(),
+            out: Some(Arc::new(Mutex::new(Box::new(out)))),
+            latest: Some(Arc::default()),
         }
+    }
+
+    /// Records nowhere: for `decide`, which prints its own records, and the simulator,
+    /// which keeps its decisions in simulated time.
+    pub fn discard() -> DecisionLog {
+        DecisionLog {
+            out: None,
+            latest: None,
+        }
+    }
+
+    /// Whether [`DecisionLog::remember`] keeps anything, so a caller can skip building a
+    /// record nobody will read.
+    pub fn keeps_latest(&self) -> bool {
+        self.latest.is_some()
     }
 
     /// Remembers a poll's decision as its pool's latest without writing a line (a poll
     /// that changes nothing).
     pub fn remember(&self, record: DecisionRecord) {
-        self.latest
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(record.pool.clone(), record);
+        if let Some(latest) = &self.latest {
+            latest
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(record.pool.clone(), record);
+        }
     }
 
     /// Each pool's latest decision, by pool name.
     pub fn latest(&self) -> Vec<DecisionRecord> {
-        self.latest
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        self.latest.as_ref().map_or_else(Vec::new, |latest| {
+            latest
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .values()
+                .cloned()
+                .collect()
+        })
     }
 
     /// Writes one record as one line, and remembers it as its pool's latest. A log that
@@ -129,6 +150,9 @@ impl DecisionLog {
     /// and otherwise ignored.
     pub fn write(&self, record: &DecisionRecord) {
         self.remember(record.clone());
+        let Some(out) = &self.out else {
+            return;
+        };
         let line = match serde_json::to_string(record) {
             Ok(line) => line,
             Err(err) => {
@@ -136,10 +160,7 @@ impl DecisionLog {
                 return;
             }
         };
-        let mut out = self
-            .out
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut out = out.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Err(err) = writeln!(out, "{line}").and_then(|()| out.flush()) {
             tracing::error!(error = %err, "cannot write the decision log");
         }

@@ -132,7 +132,10 @@ fn the_simulator_models_the_same_fleet_by_default() {
     assert_eq!(model.tasks_per_instance, policy.tasks_per_instance);
     assert_eq!(model.max_instances, policy.max_instances);
     assert_eq!(
-        GeobatchSettings::defaults_for(&model).policy,
+        GeobatchSettings::defaults_for(&model)
+            .expect("the controller defaults are valid")
+            .pool
+            .policy,
         policy,
         "the simulator's geobatch is the controller's default pool"
     );

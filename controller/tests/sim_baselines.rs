@@ -31,7 +31,8 @@ fn long_and_short() -> Scenario {
 
 fn run(kind: PolicyKind, scenario: &Scenario, seed: u64) -> RunOutcome {
     let config = SimConfig::default();
-    let geobatch = GeobatchSettings::defaults_for(&config.model);
+    let geobatch =
+        GeobatchSettings::defaults_for(&config.model).expect("the controller defaults are valid");
     simulate(scenario, kind, &config, &geobatch, seed).expect("the run balances")
 }
 
@@ -174,6 +175,8 @@ fn geobatch_scales_out_at_once_and_back_to_zero() {
     };
     let outcome = run(PolicyKind::Geobatch, &scenario, 1);
     let wanted = GeobatchSettings::defaults_for(&ModelParams::default())
+        .expect("the controller defaults are valid")
+        .pool
         .policy
         .tasks_for_work(10);
     assert!(wanted > 1, "ten files need more than one task");
