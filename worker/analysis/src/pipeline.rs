@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 
 use super::AnalysisOptions;
@@ -17,6 +17,7 @@ use super::feature::{self, Shape};
 use super::geodesic;
 use super::report::{BatchSummary, InvalidSample, Merger, Report};
 use super::splitter::{Batch, Limits, Splitter};
+use super::stop::Stop;
 use super::validity::{self, Validity};
 
 type Result<T> = std::result::Result<T, AnalysisError>;
@@ -24,7 +25,11 @@ type Result<T> = std::result::Result<T, AnalysisError>;
 /// Bytes of batch data allowed in flight per worker thread (beyond one oversized feature).
 const IN_FLIGHT_BYTES_PER_THREAD: usize = 4 << 20;
 
-pub(crate) fn run<R: Read + Send>(input: R, options: &AnalysisOptions) -> Result<Report> {
+pub(crate) fn run<R: Read + Send>(
+    input: R,
+    options: &AnalysisOptions,
+    stop: &Stop,
+) -> Result<Report> {
     let threads = options.threads.max(1);
     let window = threads * 4;
     let byte_budget = threads * IN_FLIGHT_BYTES_PER_THREAD;
@@ -37,7 +42,32 @@ pub(crate) fn run<R: Read + Send>(input: R, options: &AnalysisOptions) -> Result
     let max_nesting_depth = options.max_nesting_depth.min(super::MAX_NESTING_DEPTH);
     let stack_bytes = (8 << 20) + max_nesting_depth * (16 << 10);
 
+    let time_limit_secs = options.time_limit.map_or(0.0, |limit| limit.as_secs_f64());
+    let stopped = Stopped {
+        stop,
+        time_limit_secs,
+    };
+
     std::thread::scope(|scope| {
+        // The time limit: a thread that raises `stop` unless the run ends first (dropping
+        // `_finished` at the end of this closure wakes it).
+        let (_finished, finished_rx) = mpsc::channel::<()>();
+        if let Some(limit) = options.time_limit {
+            let timer = std::thread::Builder::new()
+                .name("analysis-time-limit".into())
+                .spawn_scoped(scope, move || {
+                    if finished_rx.recv_timeout(limit) == Err(RecvTimeoutError::Timeout) {
+                        stop.time_up();
+                    }
+                });
+            if let Err(err) = timer {
+                return Err(AnalysisError::new(
+                    ErrorKind::Io,
+                    format!("cannot start the time-limit thread: {err}"),
+                    None,
+                ));
+            }
+        }
         for index in 0..threads {
             let work_rx = Arc::clone(&work_rx);
             let result_tx = result_tx.clone();
@@ -46,7 +76,7 @@ pub(crate) fn run<R: Read + Send>(input: R, options: &AnalysisOptions) -> Result
                 .name(format!("analysis-{index}"))
                 .stack_size(stack_bytes)
                 .spawn_scoped(scope, move || {
-                    worker(&work_rx, &result_tx, cancelled, options)
+                    worker(&work_rx, &result_tx, cancelled, options, stopped)
                 });
             if let Err(err) = spawned {
                 return Err(AnalysisError::new(
@@ -67,6 +97,7 @@ pub(crate) fn run<R: Read + Send>(input: R, options: &AnalysisOptions) -> Result
             window,
             byte_budget,
             merger: Merger::new(options.max_invalid_samples, options.max_property_names),
+            stopped,
         };
         let limits = Limits {
             max_feature_bytes: options.max_feature_bytes,
@@ -83,11 +114,25 @@ pub(crate) fn run<R: Read + Send>(input: R, options: &AnalysisOptions) -> Result
     })
 }
 
+/// The caller's stop flag with what its time-limit error says.
+#[derive(Clone, Copy)]
+struct Stopped<'a> {
+    stop: &'a Stop,
+    time_limit_secs: f64,
+}
+
+impl Stopped<'_> {
+    fn check(&self) -> Result<()> {
+        self.stop.check(self.time_limit_secs)
+    }
+}
+
 fn worker(
     work: &Mutex<Receiver<Batch>>,
     results: &mpsc::Sender<(u64, usize, Result<BatchSummary>)>,
     cancelled: &AtomicBool,
     options: &AnalysisOptions,
+    stopped: Stopped<'_>,
 ) {
     loop {
         let next = match work.lock() {
@@ -98,7 +143,7 @@ fn worker(
         let outcome = if cancelled.load(Ordering::Relaxed) {
             Ok(BatchSummary::default())
         } else {
-            analyze_batch(&batch, options)
+            analyze_batch(&batch, options, stopped)
         };
         if results
             .send((batch.seq, batch.data.len(), outcome))
@@ -109,7 +154,7 @@ fn worker(
     }
 }
 
-struct Coordinator {
+struct Coordinator<'a> {
     work_tx: Option<SyncSender<Batch>>,
     results: Receiver<(u64, usize, Result<BatchSummary>)>,
     /// Results that arrived ahead of an earlier batch.
@@ -120,10 +165,12 @@ struct Coordinator {
     window: usize,
     byte_budget: usize,
     merger: Merger,
+    stopped: Stopped<'a>,
 }
 
-impl Coordinator {
+impl Coordinator<'_> {
     fn dispatch(&mut self, batch: Batch) -> Result<()> {
+        self.stopped.check()?;
         while self.in_flight > 0
             && (self.in_flight >= self.window
                 || self.in_flight_bytes + batch.data.len() > self.byte_budget)
@@ -168,10 +215,15 @@ fn stopped() -> AnalysisError {
 }
 
 /// Parses and analyses every feature of a batch.
-fn analyze_batch(batch: &Batch, options: &AnalysisOptions) -> Result<BatchSummary> {
+fn analyze_batch(
+    batch: &Batch,
+    options: &AnalysisOptions,
+    stopped: Stopped<'_>,
+) -> Result<BatchSummary> {
     let mut summary = BatchSummary::default();
     let shape = batch.shape.unwrap_or(Shape::Feature);
     for (position, (range, offset)) in batch.items.iter().enumerate() {
+        stopped.check()?;
         let index = batch.first_feature + position as u64;
         let parsed = feature::parse(&batch.data[range.clone()], *offset, shape)?;
         summary.features += 1;
@@ -186,7 +238,10 @@ fn analyze_batch(batch: &Batch, options: &AnalysisOptions) -> Result<BatchSummar
         summary.vertices += geometry.vertex_count();
         add_bbox(&mut summary, &geometry);
         summary.measures.push(geodesic::measure(&geometry));
-        match validity::check(&geometry) {
+        let validity = validity::check(&geometry, stopped.stop);
+        // A check cut short by a stop request is no verdict on the geometry.
+        stopped.check()?;
+        match validity {
             Validity::Valid => {}
             Validity::Unchecked => summary.unchecked_geometries += 1,
             Validity::Invalid(found) => {
