@@ -273,12 +273,18 @@ impl<O: Observer, A: Actuator, C: Clock> PoolLoop<O, A, C> {
                 }
             }
         }
-        if !calls.is_empty() && show {
+        let log_line = !calls.is_empty() && show;
+        if log_line || self.log.keeps_latest() {
             let mut record =
                 DecisionRecord::new(pool, dry_run, &snapshot, &decision, calls.clone());
             record.failed = failed_calls.iter().map(ToString::to_string).collect();
             record.skipped.clone_from(&skipped);
-            self.log.write(&record);
+            if log_line {
+                self.log.write(&record);
+            } else {
+                // Not a change worth a line, but `status` shows it as the latest decision.
+                self.log.remember(record);
+            }
         }
         if dry_run {
             self.last_dry_run_calls.clone_from(&calls);

@@ -85,6 +85,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("{} has no [[pool]]", path.display()))?,
             };
             config.model.tasks_per_instance = pool.policy.tasks_per_instance;
+            config.model.slots_per_task = pool.policy.slots_per_task;
             config.model.max_instances = pool.policy.max_instances;
             GeobatchSettings {
                 pool: pool.clone(),
@@ -154,9 +155,11 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
             .collect();
         let title = format!("{}: {}", scenario.name, scenario.description);
         let subtitle = format!(
-            "seed {}, {} task(s) per instance, at most {} instances, boot {:.0} s, task start {:.0} s",
+            "seed {}, {} task(s) of {} slot(s) per {}-vCPU instance, at most {} instances, boot {:.0} s, task start {:.0} s",
             args.seed,
             config.model.tasks_per_instance,
+            config.model.slots_per_task,
+            config.model.vcpus_per_instance,
             config.model.max_instances,
             config.model.instance_boot_secs,
             config.model.task_start_secs

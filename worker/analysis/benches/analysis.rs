@@ -1,6 +1,8 @@
 //! Criterion benchmarks of the analysis crate: the whole pipeline on in-memory inputs, and
 //! the geodesic kernel on its own. Sized to run in about a minute and to build without the
-//! worker's dependencies: `cargo bench -p geobatch-analysis [FILTER]`.
+//! worker's dependencies: `cargo bench -p geobatch-analysis [FILTER]`. With
+//! `--features geo`, also what handing every feature to a `geo` analysis costs next to the
+//! built-in report (`georust` group).
 //!
 //! Inputs are generated here (deterministic star-shaped polygons like
 //! `deploy/bench/gen_polygons.py`, small enough to sit in memory) and, when present, the real
@@ -152,5 +154,49 @@ fn kernel(c: &mut Criterion) {
     group.finish();
 }
 
+/// The georust edge on the synthetic input: features handed over and dropped (the cost of
+/// building `geo` geometries and `geojson` properties), and a `geo` analysis (convex hull
+/// and centroid per feature), next to the built-in report, all on one thread.
+#[cfg(feature = "geo")]
+fn georust(c: &mut Criterion) {
+    use geo::{Centroid, ConvexHull};
+    use geobatch_analysis::georust::{Feature, for_each_feature};
+
+    let bytes = synthetic(8 << 20);
+    let options = AnalysisOptions {
+        threads: 1,
+        ..AnalysisOptions::default()
+    };
+    let mut group = c.benchmark_group("georust");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(4));
+    group.throughput(Throughput::Bytes(bytes.len() as u64));
+    group.bench_function("built_in_report/1t", |b| {
+        b.iter(|| analyze_reader(black_box(bytes.as_slice()), &options));
+    });
+    group.bench_function("features_only/1t", |b| {
+        b.iter(|| {
+            for_each_feature(
+                black_box(bytes.as_slice()),
+                &options,
+                &|f: Feature| f.index,
+                drop,
+            )
+        });
+    });
+    group.bench_function("hull_and_centroid/1t", |b| {
+        let analysis = |f: Feature| {
+            f.geometry
+                .map(|g| (g.convex_hull().exterior().0.len(), g.centroid()))
+        };
+        b.iter(|| for_each_feature(black_box(bytes.as_slice()), &options, &analysis, drop));
+    });
+    group.finish();
+}
+
+#[cfg(feature = "geo")]
+criterion_group!(benches, pipeline, kernel, georust);
+#[cfg(not(feature = "geo"))]
 criterion_group!(benches, pipeline, kernel);
 criterion_main!(benches);

@@ -50,6 +50,8 @@
 //! - [`geodesic`]: WGS84 area, perimeter and length (Karney), also usable on their own.
 //! - `validity`: OGC simple-feature validity in near-linear time.
 //! - [`report`]: the [`Report`] and the ordered merge of per-batch summaries.
+//! - [`georust`] (cargo feature `geo`): each feature to a user's analysis as a
+//!   `geo::Geometry` with its `geojson` properties, and report outputs as GeoJSON.
 //! - `pipeline`: the splitter thread, worker threads and bounded queues.
 //! - [`stop`]: cancelling a run from outside, and its time limit.
 
@@ -58,6 +60,8 @@ pub mod error;
 mod feature;
 pub mod geodesic;
 mod geometry;
+#[cfg(feature = "geo")]
+pub mod georust;
 mod json;
 mod pipeline;
 pub mod report;

@@ -25,28 +25,51 @@ type Result<T> = std::result::Result<T, AnalysisError>;
 /// Bytes of batch data allowed in flight per worker thread (beyond one oversized feature).
 const IN_FLIGHT_BYTES_PER_THREAD: usize = 4 << 20;
 
+/// The built-in analysis: every batch to a [`BatchSummary`], merged into one [`Report`].
 pub(crate) fn run<R: Read + Send>(
     input: R,
     options: &AnalysisOptions,
     stop: &Stop,
 ) -> Result<Report> {
+    let mut merger = Merger::new(options.max_invalid_samples, options.max_property_names);
+    let stopped = Stopped::new(stop, options);
+    let bytes = run_batches(
+        input,
+        options,
+        stop,
+        &|batch| analyze_batch(batch, options, stopped),
+        &mut |summary| merger.merge(summary),
+    )?;
+    Ok(merger.finish(bytes))
+}
+
+/// Splits `input` into batches, runs `work` on each on the analysis threads, and hands the
+/// results to `merge` on the calling thread strictly in input order. Returns the bytes read.
+/// A raised `stop` (or the options' time limit) ends the run at the next batch.
+pub(crate) fn run_batches<R, T>(
+    input: R,
+    options: &AnalysisOptions,
+    stop: &Stop,
+    work: &(dyn Fn(&Batch) -> Result<T> + Sync),
+    merge: &mut dyn FnMut(T),
+) -> Result<u64>
+where
+    R: Read + Send,
+    T: Send + Default,
+{
     let threads = options.threads.max(1);
     let window = threads * 4;
     let byte_budget = threads * IN_FLIGHT_BYTES_PER_THREAD;
     let (work_tx, work_rx) = mpsc::sync_channel::<Batch>(window);
     let work_rx = Arc::new(Mutex::new(work_rx));
-    let (result_tx, result_rx) = mpsc::channel::<(u64, usize, Result<BatchSummary>)>();
+    let (result_tx, result_rx) = mpsc::channel::<(u64, usize, Result<T>)>();
     let cancelled = AtomicBool::new(false);
     // Nested GeometryCollections recurse (parse, measure, check, drop): size the stacks for
     // the deepest nesting allowed, with room for unoptimised builds.
     let max_nesting_depth = options.max_nesting_depth.min(super::MAX_NESTING_DEPTH);
     let stack_bytes = (8 << 20) + max_nesting_depth * (16 << 10);
 
-    let time_limit_secs = options.time_limit.map_or(0.0, |limit| limit.as_secs_f64());
-    let stopped = Stopped {
-        stop,
-        time_limit_secs,
-    };
+    let stopped = Stopped::new(stop, options);
 
     std::thread::scope(|scope| {
         // The time limit: a thread that raises `stop` unless the run ends first (dropping
@@ -76,7 +99,7 @@ pub(crate) fn run<R: Read + Send>(
                 .name(format!("analysis-{index}"))
                 .stack_size(stack_bytes)
                 .spawn_scoped(scope, move || {
-                    worker(&work_rx, &result_tx, cancelled, options, stopped)
+                    worker(&work_rx, &result_tx, cancelled, stopped, work)
                 });
             if let Err(err) = spawned {
                 return Err(AnalysisError::new(
@@ -96,7 +119,7 @@ pub(crate) fn run<R: Read + Send>(
             in_flight_bytes: 0,
             window,
             byte_budget,
-            merger: Merger::new(options.max_invalid_samples, options.max_property_names),
+            merge,
             stopped,
         };
         let limits = Limits {
@@ -110,7 +133,7 @@ pub(crate) fn run<R: Read + Send>(
         cancelled.store(true, Ordering::Relaxed);
         drained?;
         split?;
-        Ok(coordinator.merger.finish(splitter.offset()))
+        Ok(splitter.offset())
     })
 }
 
@@ -121,29 +144,36 @@ struct Stopped<'a> {
     time_limit_secs: f64,
 }
 
-impl Stopped<'_> {
+impl<'a> Stopped<'a> {
+    fn new(stop: &'a Stop, options: &AnalysisOptions) -> Stopped<'a> {
+        Stopped {
+            stop,
+            time_limit_secs: options.time_limit.map_or(0.0, |limit| limit.as_secs_f64()),
+        }
+    }
+
     fn check(&self) -> Result<()> {
         self.stop.check(self.time_limit_secs)
     }
 }
 
-fn worker(
-    work: &Mutex<Receiver<Batch>>,
-    results: &mpsc::Sender<(u64, usize, Result<BatchSummary>)>,
+fn worker<T: Default>(
+    queue: &Mutex<Receiver<Batch>>,
+    results: &mpsc::Sender<(u64, usize, Result<T>)>,
     cancelled: &AtomicBool,
-    options: &AnalysisOptions,
     stopped: Stopped<'_>,
+    work: &(dyn Fn(&Batch) -> Result<T> + Sync),
 ) {
     loop {
-        let next = match work.lock() {
+        let next = match queue.lock() {
             Ok(receiver) => receiver.recv(),
             Err(_) => return,
         };
         let Ok(batch) = next else { return };
         let outcome = if cancelled.load(Ordering::Relaxed) {
-            Ok(BatchSummary::default())
+            Ok(T::default())
         } else {
-            analyze_batch(&batch, options, stopped)
+            stopped.check().and_then(|()| work(&batch))
         };
         if results
             .send((batch.seq, batch.data.len(), outcome))
@@ -154,21 +184,21 @@ fn worker(
     }
 }
 
-struct Coordinator<'a> {
+struct Coordinator<'m, T> {
     work_tx: Option<SyncSender<Batch>>,
-    results: Receiver<(u64, usize, Result<BatchSummary>)>,
+    results: Receiver<(u64, usize, Result<T>)>,
     /// Results that arrived ahead of an earlier batch.
-    pending: BTreeMap<u64, Result<BatchSummary>>,
+    pending: BTreeMap<u64, Result<T>>,
     next_seq: u64,
     in_flight: usize,
     in_flight_bytes: usize,
     window: usize,
     byte_budget: usize,
-    merger: Merger,
-    stopped: Stopped<'a>,
+    merge: &'m mut dyn FnMut(T),
+    stopped: Stopped<'m>,
 }
 
-impl Coordinator<'_> {
+impl<T> Coordinator<'_, T> {
     fn dispatch(&mut self, batch: Batch) -> Result<()> {
         self.stopped.check()?;
         while self.in_flight > 0
@@ -191,7 +221,7 @@ impl Coordinator<'_> {
         self.pending.insert(seq, outcome);
         while let Some(outcome) = self.pending.remove(&self.next_seq) {
             self.next_seq += 1;
-            self.merger.merge(outcome?);
+            (self.merge)(outcome?);
         }
         Ok(())
     }
@@ -237,7 +267,9 @@ fn analyze_batch(
         summary.add_geometry_type(geometry.kind);
         summary.vertices += geometry.vertex_count();
         add_bbox(&mut summary, &geometry);
-        summary.measures.push(geodesic::measure(&geometry));
+        summary
+            .measures
+            .push(geodesic::measure(&geometry, options.threads.max(1) - 1));
         let validity = validity::check(&geometry, stopped.stop);
         // A check cut short by a stop request is no verdict on the geometry.
         stopped.check()?;
