@@ -549,28 +549,30 @@ fn sincosd(x: f64) -> (f64, f64) {
     (if s == 0.0 { s.copysign(x) } else { s }, c + 0.0)
 }
 
-/// Σ_{l=1}^{N-1} c[l] sin(2 l σ) by Clenshaw summation, from sin σ and cos σ.
+/// Σ_{l=1}^{N-1} c[l] sin(2 l σ), from sin σ and cos σ.
 fn sin_series<const N: usize>(sinx: f64, cosx: f64, c: &[f64; N]) -> f64 {
-    let ar = 2.0 * (cosx - sinx) * (cosx + sinx);
-    let (mut y0, mut y1) = (0.0, 0.0);
-    for l in (1..N).rev() {
-        let next = ar * y0 - y1 + c[l];
-        y1 = y0;
-        y0 = next;
-    }
+    let (y0, _) = clenshaw(sinx, cosx, &c[1..]);
     2.0 * sinx * cosx * y0
 }
 
-/// Σ_{l=0}^{N-1} c[l] cos((2 l + 1) σ) by Clenshaw summation, from sin σ and cos σ.
+/// Σ_{l=0}^{N-1} c[l] cos((2 l + 1) σ), from sin σ and cos σ.
 fn cos_series<const N: usize>(sinx: f64, cosx: f64, c: &[f64; N]) -> f64 {
+    let (y0, y1) = clenshaw(sinx, cosx, c);
+    cosx * (y0 - y1)
+}
+
+/// Clenshaw's recurrence y_k = 2 cos 2σ y_{k+1} − y_{k+2} + c_k down the coefficients;
+/// returns the last two values, from which both series above are formed.
+#[inline]
+fn clenshaw(sinx: f64, cosx: f64, c: &[f64]) -> (f64, f64) {
     let ar = 2.0 * (cosx - sinx) * (cosx + sinx);
     let (mut y0, mut y1) = (0.0, 0.0);
-    for l in (0..N).rev() {
-        let next = ar * y0 - y1 + c[l];
+    for &ck in c.iter().rev() {
+        let next = ar * y0 - y1 + ck;
         y1 = y0;
         y0 = next;
     }
-    cosx * (y0 - y1)
+    (y0, y1)
 }
 
 /// A1 − 1 of the distance integral, to order ε⁶ (Karney 2013, eq. 17).
