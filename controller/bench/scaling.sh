@@ -26,7 +26,7 @@ finished=$(date +%s%N)
 total_ms=$(( (finished - started) / 1000000 ))
 
 cp "$out/mixed.svg" docs/img/scaling-mixed.svg
-cp "$out/mixed.png" docs/img/scaling-mixed.png
+
 
 python3 - "$out" "$seed" "$total_ms" "geobatch-controller ${command[*]}" "$profile" <<'PY'
 import pathlib, re, subprocess, sys, datetime
