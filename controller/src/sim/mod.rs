@@ -10,6 +10,7 @@
 //!   run against the world through a simulated observer, actuator and clock.
 //! - [`autoscaler`]: what a modelled autoscaler sees and how its decisions reach the fleet.
 //! - [`baselines`]: classic alarms, AWS target tracking, KEDA.
+//! - [`lower_bound`]: what a clairvoyant policy would pay, and the p95 floor.
 //! - [`report`]: summary rows, the targets, `summary.json` and `summary.md`.
 //! - [`plot`]: the per-scenario figure, written as SVG and PNG.
 //! - [`rng`]: the seeded generator that makes a run reproducible.
@@ -17,6 +18,7 @@
 pub mod autoscaler;
 pub mod baselines;
 pub mod control_loop;
+pub mod lower_bound;
 pub mod model;
 pub mod plot;
 pub mod report;

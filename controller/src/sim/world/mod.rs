@@ -252,6 +252,19 @@ pub fn run(
     world.finish()
 }
 
+/// When each file's message becomes visible in SQS: its upload plus the S3 event delay.
+/// The delay is drawn from its own stream, so every policy (and the lower bound) sees the
+/// same arrival times.
+pub fn arrival_times(scenario: &Scenario, model: &ModelParams, seed: u64) -> Vec<Millis> {
+    let mut delay_rng = SimRng::new(seed, STREAM_EVENT_DELAY);
+    let mean_delay = model.s3_event_delay_secs;
+    scenario
+        .files
+        .iter()
+        .map(|f| f.upload_ms + secs(2.0 * mean_delay * delay_rng.unit()))
+        .collect()
+}
+
 /// Who makes the world's scaling decisions, as far as the world needs to know.
 #[derive(Debug, Clone, Copy)]
 pub struct Driver {
@@ -382,13 +395,11 @@ impl<'a> World<'a> {
     }
 
     fn start(&mut self, seed: u64) {
-        // The S3 event delay is drawn from its own stream, so every policy sees the same
-        // arrival times.
-        let mut delay_rng = SimRng::new(seed, STREAM_EVENT_DELAY);
-        let mean_delay = self.model.s3_event_delay_secs;
-        for i in 0..self.messages.len() {
-            let delay = secs(2.0 * mean_delay * delay_rng.unit());
-            self.schedule(self.messages[i].upload_ms + delay, Event::Arrive(i));
+        for (i, at) in arrival_times(self.scenario, self.model, seed)
+            .into_iter()
+            .enumerate()
+        {
+            self.schedule(at, Event::Arrive(i));
         }
         self.schedule(0, Event::PolicyTick);
         self.schedule(MINUTE_MS, Event::MinuteClose);
@@ -1294,7 +1305,13 @@ mod tests {
             vcpus_per_instance: vcpus,
             ..ModelParams::default()
         };
-        let outcome = run(&scenario, &model, &mut OneInstance, 1).expect("balances");
+        after_ready(&scenario, &model)
+    }
+
+    /// The latencies of a run on [`OneInstance`], sorted, in whole seconds after its worker
+    /// started polling.
+    fn after_ready(scenario: &Scenario, model: &ModelParams) -> Vec<u64> {
+        let outcome = run(scenario, model, &mut OneInstance, 1).expect("balances");
         let ready_ms = secs(model.instance_boot_secs + model.task_start_secs);
         let mut after: Vec<u64> = outcome
             .latencies_ms
@@ -1342,14 +1359,6 @@ mod tests {
             vcpus_per_instance: 1,
             ..ModelParams::default()
         };
-        let outcome = run(&scenario, &model, &mut OneInstance, 1).expect("balances");
-        let ready_ms = secs(model.instance_boot_secs + model.task_start_secs);
-        let mut after: Vec<u64> = outcome
-            .latencies_ms
-            .iter()
-            .map(|l| (l - ready_ms).div_ceil(1000))
-            .collect();
-        after.sort_unstable();
-        assert_eq!(after, [100, 150]);
+        assert_eq!(after_ready(&scenario, &model), [100, 150]);
     }
 }
