@@ -29,21 +29,17 @@ pub(crate) struct ParsedFeature<'a> {
     /// `None` for a null (or absent) geometry.
     pub(crate) geometry: Option<Geometry>,
     /// Property names with the JSON type of each value, in file order: the first
-    /// `max_properties` of them (see [`parse_capped`]).
+    /// `max_properties` of them (see [`parse`]).
     pub(crate) properties: Vec<(Cow<'a, str>, JsonType)>,
     /// Properties beyond `max_properties`: validated and counted, not kept.
     pub(crate) untracked_properties: u64,
 }
 
-/// Parses one feature or geometry occupying all of `bytes`, which start at input offset `base`.
-pub(crate) fn parse(bytes: &[u8], base: u64, shape: Shape) -> Result<ParsedFeature<'_>> {
-    parse_capped(bytes, base, shape, usize::MAX)
-}
-
-/// [`parse`] keeping at most `max_properties` property entries, so a feature with millions
+/// Parses one feature or geometry occupying all of `bytes`, which start at input offset
+/// `base`, keeping at most `max_properties` property entries, so a feature with millions
 /// of distinct names costs the same memory as one with `max_properties` of them (the cap is
 /// applied while reading, before anything is copied).
-pub(crate) fn parse_capped(
+pub(crate) fn parse(
     bytes: &[u8],
     base: u64,
     shape: Shape,
@@ -408,7 +404,7 @@ mod test {
     use super::*;
 
     fn feature(text: &str) -> Result<ParsedFeature<'_>> {
-        parse(text.as_bytes(), 0, Shape::Feature)
+        parse(text.as_bytes(), 0, Shape::Feature, usize::MAX)
     }
 
     #[test]
@@ -430,7 +426,7 @@ mod test {
     fn geometries_before_type_in_a_collection() {
         let text = r#"{"geometries": [{"type": "Point", "coordinates": [1, 2, 3, 4]}],
                        "type": "GeometryCollection"}"#;
-        let parsed = parse(text.as_bytes(), 0, Shape::Geometry).expect("valid");
+        let parsed = parse(text.as_bytes(), 0, Shape::Geometry, usize::MAX).expect("valid");
         let geometry = parsed.geometry.expect("geometry");
         assert_eq!(geometry.members.len(), 1);
         assert_eq!(geometry.members[0].points, vec![[1.0, 2.0]]);
@@ -445,7 +441,7 @@ mod test {
             r#"{{"type":"Feature","geometry":null,"properties":{{{}}}}}"#,
             names.join(",")
         );
-        let parsed = parse_capped(text.as_bytes(), 0, Shape::Feature, 5).expect("valid");
+        let parsed = parse(text.as_bytes(), 0, Shape::Feature, 5).expect("valid");
         assert_eq!(parsed.properties.len(), 5);
         assert!(
             parsed.properties.capacity() < 64,

@@ -255,7 +255,7 @@ fn analyze_batch(
     for (position, (range, offset)) in batch.items.iter().enumerate() {
         stopped.check()?;
         let index = batch.first_feature + position as u64;
-        let parsed = feature::parse_capped(
+        let parsed = feature::parse(
             &batch.data[range.clone()],
             *offset,
             shape,
