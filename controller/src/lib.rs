@@ -15,6 +15,7 @@
 //! - [`events`]: the observable events, each owning its log line and counter.
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`aws`]: the SDK clients and the API error type.
+//! - [`ops`]: the batch commands `backfill`, `status`, `redrive` and `report`.
 //! - [`sim`]: the simulator behind `simulate`; [`simulate_command`] is its front end.
 
 pub mod actuate;
@@ -25,6 +26,7 @@ pub mod decision_log;
 pub mod events;
 pub mod metrics;
 pub mod observe;
+pub mod ops;
 pub mod plan;
 pub mod policy;
 pub mod service;

@@ -10,8 +10,9 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 
 use crate::config::Config;
+use crate::sim::lower_bound::lower_bound;
 use crate::sim::plot::{self, PlotRun};
-use crate::sim::report::{self, Summary, SummaryRow};
+use crate::sim::report::{self, ScenarioBound, Summary, SummaryRow};
 use crate::sim::scenario::{self, BUILT_IN};
 use crate::sim::{GeobatchSettings, PolicyKind, SimConfig, simulate};
 
@@ -85,6 +86,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("{} has no [[pool]]", path.display()))?,
             };
             config.model.tasks_per_instance = pool.policy.tasks_per_instance;
+            config.model.slots_per_task = pool.policy.slots_per_task;
             config.model.max_instances = pool.policy.max_instances;
             GeobatchSettings {
                 pool: pool.clone(),
@@ -117,8 +119,10 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating the output directory {}", args.out.display()))?;
     let mut rows: Vec<SummaryRow> = Vec::new();
+    let mut bounds: Vec<ScenarioBound> = Vec::new();
     for name in &scenarios {
         let scenario = scenario::load(name, args.seed, &config.model)?;
+        let bound = lower_bound(&scenario, &config.model, args.seed);
         let mut outcomes = Vec::new();
         for &kind in &policies {
             let started = Instant::now();
@@ -137,6 +141,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 kind.name(),
                 &outcome,
                 config.model.instance_price_per_hour,
+                &bound,
             );
             outcomes.push((kind, outcome, row.clone()));
             rows.push(row);
@@ -154,9 +159,11 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
             .collect();
         let title = format!("{}: {}", scenario.name, scenario.description);
         let subtitle = format!(
-            "seed {}, {} task(s) per instance, at most {} instances, boot {:.0} s, task start {:.0} s",
+            "seed {}, {} task(s) of {} slot(s) per {}-vCPU instance, at most {} instances, boot {:.0} s, task start {:.0} s",
             args.seed,
             config.model.tasks_per_instance,
+            config.model.slots_per_task,
+            config.model.vcpus_per_instance,
             config.model.max_instances,
             config.model.instance_boot_secs,
             config.model.task_start_secs
@@ -188,6 +195,10 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
             &args.out.join(format!("{stem}.svg")),
             plot::to_svg(&title, &subtitle, &runs).as_bytes(),
         )?;
+        bounds.push(ScenarioBound {
+            scenario: scenario.name.clone(),
+            bound,
+        });
         let png = plot::to_png(&title, &subtitle, &runs).context("encoding the PNG plot")?;
         write(&args.out.join(format!("{stem}.png")), &png)?;
     }
@@ -197,6 +208,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         config: &config,
         geobatch_policy: format!("{:?}", geobatch),
         rows: &rows,
+        lower_bounds: &bounds,
         targets: &targets,
     };
     let json = serde_json::to_string_pretty(&summary).context("serialising the summary")?;

@@ -206,7 +206,9 @@ fn analyze_batch(batch: &Batch, options: &AnalysisOptions) -> Result<BatchSummar
         summary.add_geometry_type(geometry.kind);
         summary.vertices += geometry.vertex_count();
         add_bbox(&mut summary, &geometry);
-        summary.measures.push(geodesic::measure(&geometry));
+        summary
+            .measures
+            .push(geodesic::measure(&geometry, options.threads.max(1) - 1));
         match validity::check(&geometry) {
             Validity::Valid => {}
             Validity::Unchecked => summary.unchecked_geometries += 1,
