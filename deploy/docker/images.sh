@@ -44,13 +44,19 @@ build() { # NAME BASE
         none) cp "$target/$name" "$context/$name" ;;
         *) echo "GEOBATCH_IMAGE_STRIP=$strip: all, debuginfo or none" >&2; exit 2 ;;
     esac
-    local tag_args=() tag
+    local tag_args=() tag previous
     for tag in $tags; do tag_args+=(-t "localhost/$name:$tag"); done
-    podman build --quiet -f "$here/${name#geobatch-}.Dockerfile" \
+    tag=${tags%% *}
+    previous=$(podman image inspect --format '{{.Id}}' "localhost/$name:$tag" 2>/dev/null || true)
+    # --layers=false: no intermediate image per stage is kept (each would hold the binary).
+    podman build --quiet --layers=false -f "$here/${name#geobatch-}.Dockerfile" \
         --build-arg BINARY=prebuilt --build-arg "BASE=$base" \
         --label "io.geobatch.binary-sha256=$(sha256sum "$target/$name" | cut -d' ' -f1)" \
         "${tag_args[@]}" "$context" >/dev/null
-    tag=${tags%% *}
+    # The image this tag named before is removed unless a container or another tag uses it.
+    if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect --format '{{.Id}}' "localhost/$name:$tag")" ]; then
+        podman rmi "$previous" >/dev/null 2>&1 || true
+    fi
     echo "built localhost/$name:{${tags// /,}} from $target/$name on $base ($(podman image inspect --format '{{.Size}}' "localhost/$name:$tag") bytes)"
 }
 build geobatch-worker localhost/geobatch-base:debug-nonroot
