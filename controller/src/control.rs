@@ -84,16 +84,21 @@ pub struct Tick {
     pub skipped: Vec<Action>,
 }
 
+/// Reads whose failure the error policy does not weigh: CloudWatch only corroborates (its
+/// failure already keeps the pool from scaling to zero) and is retried on its own
+/// interval; the warm pool only informs the log and metrics (a stack from before warm pools
+/// may not grant `DescribeWarmPool`).
+const INFORMATIVE_READS: [&str; 2] = ["GetMetricData", "DescribeWarmPool"];
+
 impl Tick {
     /// The kinds of the failures the error policy weighs: every failed call and every
-    /// failed read but CloudWatch's, which only corroborates (its failure already keeps the
-    /// pool from scaling to zero) and is retried on its own interval.
+    /// failed read but the [`INFORMATIVE_READS`].
     pub fn failure_kinds(&self) -> impl Iterator<Item = ApiErrorKind> + '_ {
         let reads = self
             .snapshot
             .errors
             .iter()
-            .filter(|err| err.call != "GetMetricData");
+            .filter(|err| !INFORMATIVE_READS.contains(&err.call));
         self.failed_calls.iter().chain(reads).map(|err| err.kind)
     }
 

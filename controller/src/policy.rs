@@ -174,8 +174,25 @@ pub struct ServiceTasks {
 pub struct InstanceGroup {
     /// The group's desired capacity.
     pub desired: u32,
-    /// Instances in the `InService` lifecycle state.
+    /// Instances in the `InService` lifecycle state: the capacity there is.
     pub in_service: u32,
+    /// Instances on their way in (`Pending*`: booting, or started from the warm pool).
+    pub pending: u32,
+    /// Instances the group is taking away (`Terminating*`: a Spot interruption, a capacity
+    /// rebalance, a scale-in); never capacity.
+    pub interrupted: u32,
+    /// Stopped (or stopping, starting) instances in the group's warm pool, from
+    /// `DescribeWarmPool`; not capacity until the group starts them.
+    pub warm: u32,
+}
+
+/// The group's warm pool as configured, from `DescribeWarmPool`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct WarmPoolSize {
+    /// Fewest instances the pool keeps.
+    pub min_size: u32,
+    /// Most instances in the group and the pool together; `None` means the group's MaxSize.
+    pub max_group_prepared_capacity: Option<u32>,
 }
 
 /// Everything the policy looks at for one pool at one moment. `None` means the observation
@@ -191,6 +208,8 @@ pub struct Observation {
     /// Sum of `NumberOfEmptyReceives` in CloudWatch's latest complete period; `None` when
     /// CloudWatch has no datapoint or was not reachable.
     pub latest_empty_receives: Option<f64>,
+    /// The group's warm pool; `None` when it has none (or it could not be read).
+    pub warm_pool: Option<WarmPoolSize>,
 }
 
 /// What the policy remembers between decisions. Start with [`PolicyState::default`].
@@ -632,8 +651,10 @@ mod tests {
             instances: Some(InstanceGroup {
                 desired: instances,
                 in_service: instances,
+                ..InstanceGroup::default()
             }),
             latest_empty_receives: empty,
+            warm_pool: None,
         }
     }
 
@@ -973,8 +994,10 @@ mod tests {
                 instances: present[2].then_some(InstanceGroup {
                     desired: instances,
                     in_service: instances,
+                    ..InstanceGroup::default()
                 }),
                 latest_empty_receives: empty,
+                warm_pool: None,
             };
             let (decision, next) = decide(&obs, &state, policy, now);
             check(&obs, &state, now, &decision);

@@ -32,8 +32,12 @@ impl World<'_> {
                 instances: Some(InstanceGroup {
                     desired: view.desired_instances,
                     in_service: view.in_service_instances,
+                    // Launched and still booting.
+                    pending: view.instances - view.in_service_instances,
+                    ..InstanceGroup::default()
                 }),
                 latest_empty_receives: None,
+                warm_pool: None,
             },
             hosts: Some(self.live_instances.iter().map(|&i| self.host(i)).collect()),
             cloudwatch_visible: None,
