@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -170,12 +171,12 @@ fn run(command: Command) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot listen on {listen} (--listen)"))?;
                 tracing::info!(listen = %listen, dry_run, pools = config.pools.len(), "starting");
                 let clients = clients(&config).await;
-                let shutdown = async {
-                    match geobatch_common::shutdown::signal().await {
-                        Ok(signal) => tracing::info!(signal, "received"),
-                        Err(err) => tracing::error!(error = %err, "cannot wait for signals"),
-                    }
-                };
+                // A poll under way gets one API timeout to finish; past that the stop cuts
+                // it short, which is safe: every call stands alone and the next start
+                // observes and plans again. (systemd's `docker stop --time 20` kills later.)
+                let shutdown = geobatch_common::shutdown::graceful(
+                    config.api_timeout + Duration::from_secs(5),
+                );
                 service::run(
                     config,
                     clients,

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from .imds import interruption_releases
 from .pipeline import LocalPipeline, Settings
 from .processes import Interrupted, raise_on_termination_signals
 from .timeline import render_svg, table, write_csv
@@ -25,7 +26,8 @@ DEMO_PARAMETERS = {
     "PollIntervalSeconds": "1",
     "ScaleInStabilizationSeconds": "10",
     "IdleWindowSeconds": "10",
-    "MessagesPerTask": "2",
+    "TargetP95Seconds": "20",
+    "ColdStartSeconds": "5",
     "TasksPerInstance": "2",
     "MaxInstances": "3",
     "MaxTasks": "6",
@@ -62,7 +64,7 @@ def summarise(report: bytes) -> str:
     return text[:200]
 
 
-def run(target_dir: Path, out_dir: Path, timeout_secs: float) -> int:
+def run(target_dir: Path, out_dir: Path, timeout_secs: float, spot_notice_secs: float | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     files = sample_files()
     settings = Settings(target_dir=target_dir, out_dir=out_dir, stack_name="geobatch-demo", parameters=DEMO_PARAMETERS)
@@ -88,7 +90,10 @@ def run(target_dir: Path, out_dir: Path, timeout_secs: float) -> int:
         print("5. processing (t: queue visible/in flight, tasks running/wanted, instances, outputs)")
         deadline = time.monotonic() + timeout_secs
         done: dict[str, str] = {}
+        interruption: tuple[str, float, list[str]] | None = None
         while time.monotonic() < deadline:
+            if spot_notice_secs is not None and interruption is None:
+                interruption = interrupt_a_busy_instance(pipeline, spot_notice_secs)
             keys = pipeline.output_keys()
             for key, outcome_key in expected.items():
                 if outcome_key in keys:
@@ -107,6 +112,11 @@ def run(target_dir: Path, out_dir: Path, timeout_secs: float) -> int:
             ok = False
             print(f"   timed out: no output for {sorted(set(expected) - set(done))}")
 
+        if interruption is not None:
+            instance, noticed_at, task_ids = interruption
+            releases = interruption_releases(out_dir / "tasks", task_ids)
+            delays = ", ".join(f"{at - noticed_at:.2f} s" for at, _ in releases) or "none (its workers held nothing, or kept what would finish in time)"
+            print(f"   Spot interruption of {instance}: messages released after the notice: {delays}")
         print(f"   results in s3://{pipeline.stack.output_bucket}/{pipeline.stack.output_prefix}:")
         objects = pipeline.output_objects()
         for key in sorted(k for k in done if k.startswith("batch-1/")):
@@ -139,15 +149,36 @@ def run(target_dir: Path, out_dir: Path, timeout_secs: float) -> int:
     return 0 if ok and not lost_protected else 1
 
 
+def interrupt_a_busy_instance(pipeline: LocalPipeline, notice_secs: float) -> tuple[str, float, list[str]] | None:
+    """Announces a Spot interruption to the instance of a busy task, once another instance
+    exists to take its work; returns (instance, when, its tasks) or None if not yet."""
+    assert pipeline.agent is not None
+    tasks = pipeline.agent.live_tasks()
+    busy = sorted((t for t in tasks if t.protected(time.time())), key=lambda t: t.task_arn)
+    if not busy or len({t.instance_id for t in tasks}) < 2:
+        return None
+    instance = busy[0].instance_id
+    at = pipeline.agent.interrupt_instance(instance, notice_secs)
+    print(f"   announced a Spot interruption of {instance} (busy), {notice_secs:.0f} s ahead")
+    return instance, at, [t.task_id for t in tasks if t.instance_id == instance]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target-dir", type=Path, required=True, help="where cargo put geobatch-worker and geobatch-controller")
     parser.add_argument("--out", type=Path, default=Path("out/demo"), help="logs, timeline plot and data (default: out/demo)")
     parser.add_argument("--timeout", type=float, default=240, help="seconds to wait for all results (default: 240)")
+    parser.add_argument(
+        "--spot-interruption",
+        type=float,
+        metavar="NOTICE_SECS",
+        help="announce a Spot interruption this many seconds ahead to a busy instance (0: no time left, "
+        "its worker hands back every file it holds); off by default",
+    )
     args = parser.parse_args()
     raise_on_termination_signals()
     try:
-        return run(args.target_dir, args.out.resolve(), args.timeout)
+        return run(args.target_dir, args.out.resolve(), args.timeout, args.spot_interruption)
     except Interrupted as signal_name:
         print(f"\ninterrupted ({signal_name}): stopped everything the demo started", file=sys.stderr)
         return 130

@@ -21,6 +21,7 @@ from typing import Callable
 from . import runners
 from . import stack as stack_module
 from .agent import EcsAgentStandIn
+from .imds import ImdsStandIn
 from .emulator import Emulator, base_env, free_port
 from .processes import Supervisor
 from .timeline import Sample, Sampler
@@ -52,6 +53,7 @@ class LocalPipeline:
         self.emulator: Emulator
         self.stack: stack_module.Stack
         self.agent: EcsAgentStandIn | None = None
+        self.imds: ImdsStandIn | None = None
         self.sampler: Sampler | None = None
         self.started_at = time.monotonic()
         self._logs: list = []
@@ -114,9 +116,14 @@ class LocalPipeline:
             f"   controller: {config_path}, metrics at http://{listen}/metrics, decisions in "
             f"{out / 'controller-decisions.jsonl'}, log {out / 'controller.log'}"
         )
-        self.agent = EcsAgentStandIn(self.emulator, self.stack, runner, out / "tasks")
+        self.imds = ImdsStandIn()
+        self.imds.start()
+        self.agent = EcsAgentStandIn(self.emulator, self.stack, runner, out / "tasks", imds=self.imds)
         self.agent.start()
-        self.say(f"   agent stand-in: task protection at {self.agent.protection_endpoint}, task logs in {out / 'tasks'}")
+        self.say(
+            f"   agent stand-in: task protection at {self.agent.protection_endpoint}, instance metadata "
+            f"(Spot notices) at {self.imds.endpoint('<instance id>')}, task logs in {out / 'tasks'}"
+        )
         self.started_at = time.monotonic()
         self.sampler = Sampler(self.look)
         self.sampler.start()
@@ -126,6 +133,8 @@ class LocalPipeline:
             self.sampler.stop()
         if self.agent:
             self.agent.shutdown()
+        if self.imds:
+            self.imds.shutdown()
         self.supervisor.stop_all()
         for handle in self._logs:
             handle.close()

@@ -47,6 +47,7 @@ use super::geometry::{Geometry, GeometryType, Xy};
 use super::pipeline;
 use super::report::Report;
 use super::splitter::Batch;
+use super::stop::Stop;
 
 /// One feature of the input, as a user's analysis sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,6 +108,7 @@ where
     pipeline::run_batches(
         input,
         options,
+        &Stop::new(),
         &|batch| analyze_batch(batch, analysis),
         &mut |outputs: Vec<A::Output>| {
             count += outputs.len() as u64;

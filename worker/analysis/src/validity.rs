@@ -22,6 +22,7 @@
 use std::ops::Range;
 
 use super::geometry::{Geometry, GeometryType, Xy};
+use super::stop::Stop;
 
 /// Why a geometry is invalid, with a position near the problem.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,16 +62,17 @@ fn invalid(reason: &'static str, location: Option<Xy>) -> Outcome {
     Outcome::Invalid(Invalid { reason, location })
 }
 
-/// Checks `geometry` against the simple-feature rules.
-pub(crate) fn check(geometry: &Geometry) -> Validity {
-    match check_any(geometry) {
+/// Checks `geometry` against the simple-feature rules; a raised `stop` ends the check
+/// (as [`Validity::Unchecked`]) at its next unit of work.
+pub(crate) fn check(geometry: &Geometry, stop: &Stop) -> Validity {
+    match check_any(geometry, stop) {
         Ok(()) => Validity::Valid,
         Err(Outcome::Invalid(found)) => Validity::Invalid(found),
         Err(Outcome::OverBudget) => Validity::Unchecked,
     }
 }
 
-fn check_any(geometry: &Geometry) -> Check {
+fn check_any(geometry: &Geometry, stop: &Stop) -> Check {
     match geometry.kind {
         GeometryType::Point | GeometryType::MultiPoint => finite(&geometry.points),
         GeometryType::LineString | GeometryType::MultiLineString => {
@@ -83,8 +85,13 @@ fn check_any(geometry: &Geometry) -> Check {
             }
             Ok(())
         }
-        GeometryType::Polygon | GeometryType::MultiPolygon => Polygons::build(geometry)?.check(),
-        GeometryType::GeometryCollection => geometry.members.iter().try_for_each(check_any),
+        GeometryType::Polygon | GeometryType::MultiPolygon => {
+            Polygons::build(geometry, stop)?.check()
+        }
+        GeometryType::GeometryCollection => geometry
+            .members
+            .iter()
+            .try_for_each(|member| check_any(member, stop)),
     }
 }
 
@@ -154,10 +161,11 @@ struct Polygons {
     touches: Vec<(usize, usize, Xy)>,
     work: u64,
     budget: u64,
+    stop: Stop,
 }
 
 impl Polygons {
-    fn build(geometry: &Geometry) -> Result<Polygons, Outcome> {
+    fn build(geometry: &Geometry, stop: &Stop) -> Result<Polygons, Outcome> {
         let mut polygons = Polygons {
             points: Vec::with_capacity(geometry.points.len()),
             seg_start: Vec::with_capacity(geometry.points.len()),
@@ -170,6 +178,7 @@ impl Polygons {
             touches: Vec::new(),
             work: 0,
             budget: 0,
+            stop: stop.clone(),
         };
         for part in 0..geometry.part_ends.len() {
             let first_ring = polygons.ring_segs.len();
@@ -268,7 +277,7 @@ impl Polygons {
 
     fn spend(&mut self, amount: u64) -> Check {
         self.work += amount;
-        if self.work > self.budget {
+        if self.work > self.budget || self.stop.requested() {
             Err(Outcome::OverBudget)
         } else {
             Ok(())
@@ -654,7 +663,7 @@ mod test {
 
     fn validity(geometry: &str) -> Validity {
         let parsed = parse(geometry.as_bytes(), 0, Shape::Geometry).expect("test geometry parses");
-        check(&parsed.geometry.expect("not null"))
+        check(&parsed.geometry.expect("not null"), &Stop::new())
     }
 
     fn reason(geometry: &str) -> Option<&'static str> {
