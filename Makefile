@@ -72,9 +72,11 @@ fault-test: venv
 	$(CARGO) build --workspace --all-targets
 	$(LOCAL_STACK) -m geobatch_local.fault_test --target-dir $(CURDIR)/target/debug
 
-## demo: the whole pipeline on this machine against the emulator (see docs/deploy.md).
+## demo: the whole pipeline on this machine against the emulator (see docs/deploy.md); the
+## workers run in containers when `make images` has built the image from these binaries, so
+## the build is the one `make test` and `make images` make.
 demo: venv
-	$(CARGO) build -p geobatch-worker -p geobatch-controller
+	$(CARGO) build --workspace --all-targets
 	$(LOCAL_STACK) -m geobatch_local.demo --target-dir $(CURDIR)/target/debug
 
 ## bench-worker: worker throughput on 200 small files against a private emulator (release build).

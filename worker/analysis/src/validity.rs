@@ -662,7 +662,8 @@ mod test {
     use crate::feature::{Shape, parse};
 
     fn validity(geometry: &str) -> Validity {
-        let parsed = parse(geometry.as_bytes(), 0, Shape::Geometry).expect("test geometry parses");
+        let parsed =
+            parse(geometry.as_bytes(), 0, Shape::Geometry, 0).expect("test geometry parses");
         check(&parsed.geometry.expect("not null"), &Stop::new())
     }
 

@@ -32,6 +32,8 @@ impl World<'_> {
                 instances: Some(InstanceGroup {
                     desired: view.desired_instances,
                     in_service: view.in_service_instances,
+                    // Launched and still booting.
+                    pending: view.instances - view.in_service_instances,
                     ..InstanceGroup::default()
                 }),
                 latest_empty_receives: None,
