@@ -10,7 +10,8 @@ VENV := .venv
 CARGO ?= cargo
 
 .PHONY: all build venv test lint fmt unit clean deploy-lint deploy-unit fault-test demo \
-	bench-analysis bench-worker bench-controller bench-scaling images bench-images
+	bench-analysis bench-worker bench-controller bench-scaling images bench-images \
+	bench-hostile
 
 all: build
 
@@ -104,6 +105,12 @@ bench-images: venv images
 ## the results in docs/scaling.md and the README plot in docs/img/.
 bench-scaling:
 	bash controller/bench/scaling.sh
+
+## bench-hostile: peak RSS and time of the release analysis on adversarial inputs next to a
+## plain file of the same size (deploy/bench/hostile.py; docs/benchmarks.md, "Hostile inputs").
+bench-hostile:
+	$(CARGO) build --release -p geobatch-worker --bin geobatch-worker
+	$(PYTHON) deploy/bench/hostile.py target/release/geobatch-worker
 
 ## bench-analysis: the analysis engine against GDAL on a generated 320 MB file and
 ## countries-land-10m (needs gdal-bin, time, npm; see deploy/bench/analysis.sh).
