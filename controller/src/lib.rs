@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`config`]: the TOML file, its defaults and validation into pools.
+//! - [`learn`]: what the policy learns from its observations (time per message, arrivals).
 //! - [`policy`]: the pure decision function shared by the loop, `decide`, dry-run and the
 //!   simulator.
 //! - [`observe`]: reads the queue, service, container instances, group and CloudWatch
@@ -24,6 +25,7 @@ pub mod config;
 pub mod control;
 pub mod decision_log;
 pub mod events;
+pub mod learn;
 pub mod metrics;
 pub mod observe;
 pub mod ops;

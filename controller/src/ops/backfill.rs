@@ -34,7 +34,9 @@ const BATCH: usize = 10;
 /// Who queued a backfilled item, in the event's `principalId`.
 pub const PRINCIPAL: &str = "geobatch-backfill";
 
-/// Queues the objects under an S3 prefix that have no current outcome, in the message
+/// Queues the files under an S3 prefix that have no current outcome.
+///
+/// Work items are in the message
 /// shape the worker already reads (an S3 ObjectCreated event notification), ten per
 /// SendMessageBatch call and at most `--rate` messages a second.
 ///

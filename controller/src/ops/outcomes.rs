@@ -61,6 +61,8 @@ pub struct Figures {
     pub area_m2: Option<f64>,
     /// Geodesic length of the lines, m.
     pub length_m: Option<f64>,
+    /// Geodesic perimeter of the polygons, m.
+    pub perimeter_m: Option<f64>,
     /// Geometries found invalid.
     pub invalid_geometries: Option<u64>,
     /// `[west, south, east, north]` in degrees.
@@ -118,6 +120,7 @@ fn figures(analysis: &Value) -> Figures {
         vertices: count("vertices"),
         area_m2: number("geodesic_area_m2"),
         length_m: number("geodesic_length_m"),
+        perimeter_m: number("geodesic_perimeter_m"),
         invalid_geometries: count("invalid_geometries"),
         bbox,
     }
@@ -239,7 +242,7 @@ mod tests {
         let doc = format!(
             r#"{{{HEAD},"status":"ok","source":{{"bucket":"in1","key":"a b.geojson","etag":"e"}},
             "analysis":{{"features":3,"vertices":10,"geodesic_area_m2":2.5,
-                        "geodesic_length_m":7.0,"invalid_geometries":1,"bbox":[-1,-2,3,4]}}}}"#
+                        "geodesic_length_m":7.0,"geodesic_perimeter_m":9.0,"invalid_geometries":1,"bbox":[-1,-2,3,4]}}}}"#
         );
         let outcome = read_outcome(doc.as_bytes());
         assert_eq!(outcome.status, Some(Status::Ok));
@@ -251,6 +254,7 @@ mod tests {
                 vertices: Some(10),
                 area_m2: Some(2.5),
                 length_m: Some(7.0),
+                perimeter_m: Some(9.0),
                 invalid_geometries: Some(1),
                 bbox: Some([-1.0, -2.0, 3.0, 4.0]),
             }

@@ -36,8 +36,9 @@ const EMPTY_RECEIVES_TO_STOP: u32 = 2;
 /// The filter value for messages whose objects have no outcome at all (a transient failure).
 pub const NO_OUTCOME: &str = "none";
 
-/// Moves messages from a queue's dead-letter queue back to the queue, so the workers try
-/// them again; prints how many were moved.
+/// Moves dead-lettered messages back to the queue the workers read.
+///
+/// The workers then try them again; the summary says how many moved.
 ///
 /// The dead-letter queue is found from the queue's RedrivePolicy (or given with
 /// `--dlq-url`). With `--error-kind`, only messages whose object's outcome has that error

@@ -29,7 +29,9 @@ use aws_sdk_sqs::types::QueueAttributeName;
 /// The window the completion rate is measured over.
 const RATE_WINDOW: Duration = Duration::from_secs(5 * 60);
 
-/// Shows one pool: visible, in-flight, delayed and dead-lettered messages; the service's
+/// Shows one pool: messages, tasks, instances, progress and the controller's last decision.
+///
+/// In detail: visible, in-flight, delayed and dead-lettered messages; the service's
 /// desired and running tasks; the group's instances by state; the controller's last
 /// decision and its reason; completed files per minute and an estimated time to drain.
 ///

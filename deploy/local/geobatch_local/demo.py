@@ -2,8 +2,11 @@
 
 It starts the emulator, deploys the production template into it, runs the controller and
 the ECS agent stand-in, uploads the sample files that ship in deploy/samples/files, shows
-progress, each file's result and the scaling timeline, waits until everything is back at
-zero, stops everything it started and exits 0. Ctrl-C stops it cleanly at any point.
+progress (and once the operator's view, `geobatch-controller status`), each file's result
+and the scaling timeline, waits until everything is back at zero, checks with `backfill
+--dry-run` and `redrive --dry-run` that nothing is left to do, stops everything it started
+and ends by printing the batch report (`geobatch-controller report`, files in
+out/demo/report/). Exits 0 when all of it worked. Ctrl-C stops it cleanly at any point.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ DEMO_PARAMETERS = {
     "PollIntervalSeconds": "1",
     "ScaleInStabilizationSeconds": "10",
     "IdleWindowSeconds": "10",
-    "MessagesPerTask": "2",
+    "TargetP95Seconds": "20",
+    "ColdStartSeconds": "5",
     "TasksPerInstance": "2",
     "MaxInstances": "3",
     "MaxTasks": "6",
@@ -83,6 +87,9 @@ def run(target_dir: Path, out_dir: Path, timeout_secs: float, spot_notice_secs: 
             # Outcomes land at <output prefix><bucket>/<input key>.json; the input key has the input prefix.
             expected.update({key: pipeline.outcome_key(pipeline.stack.input_prefix + key) for key, _ in batch})
             print(f"   batch {wave}: uploaded")
+            if wave == 2:
+                # Mid-batch, the view an operator gets of the pool.
+                ok &= show_status(pipeline)
             if wave < WAVES:
                 time.sleep(WAVE_GAP_SECS)
 
@@ -128,6 +135,9 @@ def run(target_dir: Path, out_dir: Path, timeout_secs: float, spot_notice_secs: 
         else:
             ok = False
             print(f"   not back at zero after 120 s: {pipeline.look()}")
+        ok &= nothing_left_to_do(pipeline)
+        report_code, report_text = batch_report(pipeline, out_dir / "report")
+        ok &= report_code == 0
         # A few more samples so the plot shows the flat end.
         time.sleep(2)
         pipeline.sampler.stop()
@@ -145,7 +155,44 @@ def run(target_dir: Path, out_dir: Path, timeout_secs: float, spot_notice_secs: 
     print(f"   {started} worker tasks ran; tasks stopped while protected: {len(lost_protected)}")
     print(f"   plot: {svg_path}  data: {csv_path}  agent events: {out_dir / 'agent-events.jsonl'}")
     print("7. stopped the workers, the controller and the emulator" + ("" if ok else " (the demo did NOT complete: see above)"))
+    print(f"8. the batch report (geobatch-controller report, files in {out_dir / 'report'}):")
+    print("\n".join("   " + line for line in report_text.splitlines()))
     return 0 if ok and not lost_protected else 1
+
+
+def indented(text: str) -> str:
+    return "\n".join("   | " + line for line in text.rstrip().splitlines())
+
+
+def show_status(pipeline: LocalPipeline) -> bool:
+    """The operator's view of the pool while the batch runs, once."""
+    result = pipeline.batch_command("status", "--config", str(pipeline.controller_config), "--format", "text")
+    print(f"   geobatch-controller status (exit {result.returncode}):\n{indented(result.stdout or result.stderr)}")
+    return result.returncode == 0
+
+
+def nothing_left_to_do(pipeline: LocalPipeline) -> bool:
+    """After the batch: backfill finds every file done and the dead-letter queue is empty."""
+    stack = pipeline.stack
+    output = f"s3://{stack.output_bucket}/{stack.output_prefix}"
+    backfill = pipeline.batch_command(
+        "backfill", f"s3://{stack.input_bucket}/{stack.input_prefix}", "--queue-url", stack.queue_url,
+        "--output", output, "--allowed-buckets", stack.input_bucket, "--dry-run", "--format", "text",
+    )
+    redrive = pipeline.batch_command("redrive", "--queue-url", stack.queue_url, "--dry-run", "--format", "text")
+    print("   nothing left to do? backfill --dry-run and redrive --dry-run say:")
+    for result in (backfill, redrive):
+        print(indented(result.stdout.splitlines()[0] if result.stdout else result.stderr))
+    return backfill.returncode == 0 and redrive.returncode == 0 and "would queue 0" in backfill.stdout
+
+
+def batch_report(pipeline: LocalPipeline, report_dir: Path) -> tuple[int, str]:
+    """`geobatch-controller report` of every outcome; its table is printed last."""
+    stack = pipeline.stack
+    result = pipeline.batch_command(
+        "report", f"s3://{stack.output_bucket}/{stack.output_prefix}", "--out", str(report_dir), "--format", "text", "--rows", "12",
+    )
+    return result.returncode, result.stdout if result.returncode == 0 else f"report failed (exit {result.returncode}): {result.stderr}"
 
 
 def interrupt_a_busy_instance(pipeline: LocalPipeline, notice_secs: float) -> tuple[str, float, list[str]] | None:

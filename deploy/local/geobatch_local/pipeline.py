@@ -13,6 +13,7 @@ emulator. Every child also dies with this process if it is killed outright.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,9 @@ class LocalPipeline:
         self.sampler: Sampler | None = None
         self.started_at = time.monotonic()
         self._logs: list = []
+        # Where the batch commands find the controller and its pools (set on start).
+        self.controller_url = ""
+        self.controller_config = Path()
 
     # ------------------------------------------------------------------ start and stop
     def __enter__(self) -> "LocalPipeline":
@@ -105,6 +109,8 @@ class LocalPipeline:
         config_path.write_text(config)
         env = {**base_env(), **self.emulator.child_env(), "RUST_LOG": "info"}
         listen = f"127.0.0.1:{free_port()}"
+        self.controller_url = f"http://{listen}"
+        self.controller_config = config_path
         self.supervisor.start(
             "controller",
             [str(controller), "run", "--config", str(config_path), "--listen", listen],
@@ -189,6 +195,13 @@ class LocalPipeline:
                 body = s3.get_object(Bucket=self.stack.output_bucket, Key=item["Key"])["Body"].read()
                 found[item["Key"][len(self.stack.output_prefix) :]] = body
         return found
+
+    def batch_command(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Runs `geobatch-controller ARGS` (backfill, status, redrive, report) against the
+        emulator, as an operator would with the stack's AWS settings; output is captured."""
+        env = {**base_env(), **self.emulator.child_env(), "GEOBATCH_CONTROLLER_URL": self.controller_url}
+        binary = self.settings.target_dir / "geobatch-controller"
+        return subprocess.run([str(binary), *args], env=env, capture_output=True, text=True, timeout=120, check=False)
 
     def outcome_key(self, input_key: str) -> str:
         """Key, relative to the output prefix, of the outcome of an input object: the worker

@@ -126,7 +126,8 @@ fn analyze_batch<A: FeatureAnalysis>(
     let mut outputs = Vec::with_capacity(batch.items.len());
     for (position, (range, offset)) in batch.items.iter().enumerate() {
         let bytes = &batch.data[range.clone()];
-        let parsed = feature::parse(bytes, *offset, shape)?;
+        // The properties come from `members` below, as geojson values: none kept here.
+        let parsed = feature::parse(bytes, *offset, shape, 0)?;
         let (id, properties) = match shape {
             Shape::Feature => members(bytes, *offset)?,
             Shape::Geometry => (None, None),

@@ -255,10 +255,16 @@ fn analyze_batch(
     for (position, (range, offset)) in batch.items.iter().enumerate() {
         stopped.check()?;
         let index = batch.first_feature + position as u64;
-        let parsed = feature::parse(&batch.data[range.clone()], *offset, shape)?;
+        let parsed = feature::parse(
+            &batch.data[range.clone()],
+            *offset,
+            shape,
+            options.max_property_names,
+        )?;
         summary.features += 1;
+        summary.untracked_properties += parsed.untracked_properties;
         for (name, value_type) in &parsed.properties {
-            summary.add_property(index, name, *value_type);
+            summary.add_property(index, name, *value_type, options.max_property_names);
         }
         let Some(geometry) = parsed.geometry else {
             summary.null_geometries += 1;

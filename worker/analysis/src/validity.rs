@@ -19,6 +19,7 @@
 //! its size (hostile shapes such as long interleaved spirals) is reported unchecked rather
 //! than hanging the analysis.
 
+use std::collections::HashSet;
 use std::ops::Range;
 
 use super::geometry::{Geometry, GeometryType, Xy};
@@ -382,17 +383,23 @@ impl Polygons {
 
     /// A position of `ring` that touches no other ring: its relation to any other ring is
     /// then strictly inside or outside.
-    fn free_vertex(&self, ring: usize) -> Option<Xy> {
+    fn free_vertex(&mut self, ring: usize) -> Result<Option<Xy>, Outcome> {
         let segs = self.ring_segs[ring].clone();
         let first = self.seg_start[segs.start];
         let last = self.seg_start[segs.end - 1] + 1;
         let from = self.touches.partition_point(|t| t.0 < ring);
         let to = self.touches.partition_point(|t| t.0 <= ring);
-        let touched = &self.touches[from..to];
-        self.points[first..last]
+        // Charged like every other step: a ring touched at each of its vertices (a hole
+        // touched all round by tiny holes) is a linear scan here, never a quadratic one.
+        self.spend((last - first + (to - from)) as u64)?;
+        let touched: HashSet<(u64, u64)> = self.touches[from..to]
+            .iter()
+            .map(|t| point_key(t.2))
+            .collect();
+        Ok(self.points[first..last]
             .iter()
             .copied()
-            .find(|&p| !touched.iter().any(|t| point_key(t.2) == point_key(p)))
+            .find(|&p| !touched.contains(&point_key(p))))
     }
 
     /// Whether `p`, which is not on `ring`, lies inside it (even-odd rule, with a ray
@@ -446,7 +453,7 @@ impl Polygons {
             }
             let shell = rings.start;
             for hole in rings.start + 1..rings.end {
-                if let Some(p) = self.free_vertex(hole)
+                if let Some(p) = self.free_vertex(hole)?
                     && !self.inside(shell, p)?
                 {
                     return Err(invalid(HOLE_OUTSIDE_SHELL, Some(p)));
@@ -458,7 +465,7 @@ impl Polygons {
                     if inner == outer || !contains(&self.ring_bbox[outer], &self.ring_bbox[inner]) {
                         continue;
                     }
-                    if let Some(p) = self.free_vertex(inner)
+                    if let Some(p) = self.free_vertex(inner)?
                         && self.inside(outer, p)?
                     {
                         return Err(invalid(NESTED_HOLES, Some(p)));
@@ -497,7 +504,7 @@ impl Polygons {
                 if outer == inner || !contains(&self.ring_bbox[outer_rings.start], &inner_box) {
                     continue;
                 }
-                let Some(p) = self.free_vertex(inner_shell) else {
+                let Some(p) = self.free_vertex(inner_shell)? else {
                     continue;
                 };
                 if !self.inside(outer_rings.start, p)? {
@@ -662,7 +669,8 @@ mod test {
     use crate::feature::{Shape, parse};
 
     fn validity(geometry: &str) -> Validity {
-        let parsed = parse(geometry.as_bytes(), 0, Shape::Geometry).expect("test geometry parses");
+        let parsed =
+            parse(geometry.as_bytes(), 0, Shape::Geometry, 0).expect("test geometry parses");
         check(&parsed.geometry.expect("not null"), &Stop::new())
     }
 

@@ -22,10 +22,11 @@ use geobatch_common::outcome::MESSAGES_DIR;
 pub use totals::{FileRow, Totals};
 use write::{ReportFiles, text_table};
 
-/// Reads the outcomes of a batch and writes one summary of it: per file (status, features,
-/// vertices, geodesic area and length, invalid geometries, error kind) and totals, as
-/// report.csv and report.json, and report.svg, a map of the files' bounding boxes coloured
-/// by status (green ok, red error, orange unreadable).
+/// Writes one summary of a batch's outcomes: CSV, JSON, an SVG map and a table.
+///
+/// Per file (status, features, vertices, geodesic area, length and perimeter, invalid
+/// geometries, error kind) and totals, as report.csv and report.json, and report.svg, a map
+/// of the files' bounding boxes coloured by status (green ok, red error, orange unreadable).
 ///
 /// On a terminal it also prints a table of the first rows and the totals; with
 /// `--format json` (or when stdout is not a terminal) it prints the totals as one JSON

@@ -26,6 +26,8 @@ pub struct FileRow {
     pub area_m2: Option<f64>,
     /// Geodesic length, m.
     pub length_m: Option<f64>,
+    /// Geodesic perimeter, m.
+    pub perimeter_m: Option<f64>,
     /// Invalid geometries.
     pub invalid_geometries: Option<u64>,
     /// The error kind of an error report.
@@ -45,6 +47,7 @@ impl FileRow {
             vertices,
             area_m2,
             length_m,
+            perimeter_m,
             invalid_geometries,
             bbox,
         } = outcome.figures;
@@ -56,6 +59,7 @@ impl FileRow {
             vertices,
             area_m2,
             length_m,
+            perimeter_m,
             invalid_geometries,
             error_kind: match status {
                 Status::Unreadable => Some("unreadable_outcome".to_owned()),
@@ -88,6 +92,8 @@ pub struct Totals {
     pub area_m2: f64,
     /// Geodesic length over all analysed files, m.
     pub length_m: f64,
+    /// Geodesic perimeter over all analysed files, m.
+    pub perimeter_m: f64,
     /// Invalid geometries over all analysed files.
     pub invalid_geometries: u64,
     /// The union of the files' bounding boxes.
@@ -112,6 +118,7 @@ impl Totals {
         self.vertices += row.vertices.unwrap_or(0);
         self.area_m2 += row.area_m2.unwrap_or(0.0);
         self.length_m += row.length_m.unwrap_or(0.0);
+        self.perimeter_m += row.perimeter_m.unwrap_or(0.0);
         self.invalid_geometries += row.invalid_geometries.unwrap_or(0);
         match (row.bbox, self.bbox) {
             (None, _) => self.without_bbox += 1,

@@ -15,7 +15,7 @@ use crate::ops::report::totals::{FileRow, Totals};
 
 /// The CSV header; one column per [`FileRow`] field, the box as four columns.
 pub const CSV_HEADER: &str = "bucket,key,status,features,vertices,geodesic_area_m2,\
-geodesic_length_m,invalid_geometries,error_kind,west,south,east,north,outcome_key";
+geodesic_length_m,geodesic_perimeter_m,invalid_geometries,error_kind,west,south,east,north,outcome_key";
 
 /// The three files of a report, open while rows arrive.
 pub struct ReportFiles {
@@ -112,6 +112,7 @@ pub fn csv_line(row: &FileRow) -> String {
         opt(row.vertices),
         optf(row.area_m2),
         optf(row.length_m),
+        optf(row.perimeter_m),
         opt(row.invalid_geometries),
         csv_field(row.error_kind.as_deref().unwrap_or("")),
         bbox(0),
@@ -195,16 +196,16 @@ pub fn text_table(rows: &[FileRow], more: u64, totals: &Totals) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<44} {:<10} {:>9} {:>11} {:>14} {:>12} {:>7}  error",
-        "file", "status", "features", "vertices", "area km²", "length km", "invalid"
+        "{:<40} {:<10} {:>9} {:>10} {:>13} {:>11} {:>11} {:>7}  error",
+        "file", "status", "features", "vertices", "area km²", "length km", "perim. km", "invalid"
     );
     for row in rows {
-        let key = if row.key.chars().count() > 44 {
+        let key = if row.key.chars().count() > 40 {
             let tail: String = row
                 .key
                 .chars()
                 .rev()
-                .take(43)
+                .take(39)
                 .collect::<Vec<_>>()
                 .into_iter()
                 .rev()
@@ -215,7 +216,7 @@ pub fn text_table(rows: &[FileRow], more: u64, totals: &Totals) -> String {
         };
         let _ = writeln!(
             out,
-            "{key:<44} {:<10} {:>9} {:>11} {:>14} {:>12} {:>7}  {}",
+            "{key:<40} {:<10} {:>9} {:>10} {:>13} {:>11} {:>11} {:>7}  {}",
             row.status,
             row.features.map(|v| v.to_string()).unwrap_or_default(),
             row.vertices.map(|v| v.to_string()).unwrap_or_default(),
@@ -223,6 +224,9 @@ pub fn text_table(rows: &[FileRow], more: u64, totals: &Totals) -> String {
                 .map(|v| format!("{:.1}", v / 1e6))
                 .unwrap_or_default(),
             row.length_m
+                .map(|v| format!("{:.1}", v / 1e3))
+                .unwrap_or_default(),
+            row.perimeter_m
                 .map(|v| format!("{:.1}", v / 1e3))
                 .unwrap_or_default(),
             row.invalid_geometries
@@ -239,13 +243,14 @@ pub fn text_table(rows: &[FileRow], more: u64, totals: &Totals) -> String {
     }
     let _ = writeln!(
         out,
-        "{:<44} {:<10} {:>9} {:>11} {:>14.1} {:>12.1} {:>7}",
+        "{:<40} {:<10} {:>9} {:>10} {:>13.1} {:>11.1} {:>11.1} {:>7}",
         format!("TOTAL {} files", totals.files),
         format!("{} ok", totals.ok),
         totals.features,
         totals.vertices,
         totals.area_m2 / 1e6,
         totals.length_m / 1e3,
+        totals.perimeter_m / 1e3,
         totals.invalid_geometries,
     );
     if !totals.error_kinds.is_empty() {
@@ -277,7 +282,7 @@ mod tests {
         let line = csv_line(&r);
         assert!(line.starts_with(r#"b,"a, ""b"".geojson",ok,1,"#), "{line}");
         assert!(line.ends_with(",1,2,3,4,out/k.json"), "{line}");
-        assert_eq!(CSV_HEADER.split(',').count(), 14);
+        assert_eq!(CSV_HEADER.split(',').count(), 15);
     }
 
     #[test]
