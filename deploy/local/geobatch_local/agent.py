@@ -40,6 +40,12 @@ from .stack import Stack
 PROTECTION_PATH = "/task-protection/v1/state"
 DEFAULT_PROTECTION_MINUTES = 120
 MAX_PROTECTION_MINUTES = 2880
+# The least time an interrupted instance lives on after its notice, so that a notice of 0 s
+# still shows whether its workers hand their messages back before the instance is gone.
+RECLAIM_MIN_SECS = 5.0
+# The stop reason of a task that went with a reclaimed Spot instance: EC2's doing, not the
+# controller's.
+SPOT_RECLAIM_REASON = "instance reclaimed after a Spot interruption"
 
 
 @dataclass
@@ -77,6 +83,9 @@ class EcsAgentStandIn:
         imds: ImdsStandIn | None = None,
     ) -> None:
         self._imds = imds
+        # EC2 instance id -> when EC2 takes the interrupted instance away (epoch seconds).
+        self._reclaim_at: dict[str, float] = {}
+        self._reclaimed: set[str] = set()
         self._emulator = emulator
         self._stack = stack
         self._runner = runner
@@ -175,6 +184,8 @@ class EcsAgentStandIn:
         if self._imds is None:
             raise RuntimeError("the agent was started without an instance metadata stand-in")
         at = self._imds.interrupt(instance_id, notice_secs)
+        with self._lock:
+            self._reclaim_at[instance_id] = at + max(notice_secs, RECLAIM_MIN_SECS)
         self._emit("spot-interruption-notice", None, instance=instance_id, notice_secs=notice_secs)
         return at
 
@@ -202,6 +213,7 @@ class EcsAgentStandIn:
     def reconcile(self) -> None:
         """One step: instances, exited tasks, stop timeouts, then the desired count."""
         now = time.time()
+        self._reclaim_due(now)
         group = self._autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[self._stack.worker_group])[
             "AutoScalingGroups"
         ][0]
@@ -228,6 +240,22 @@ class EcsAgentStandIn:
             for instance_id in decision.start_on:
                 self._start_task(instance_id)
 
+    def _reclaim_due(self, now: float) -> None:
+        """Takes away interrupted instances whose notice has run out, as EC2 does: the
+        group replaces them (its desired capacity is kept) and their tasks go with them.
+        Without this an interrupted instance would live on here with workers that no longer
+        receive, holding the service's slots while files wait."""
+        with self._lock:
+            due = [i for i, at in self._reclaim_at.items() if at <= now]
+            for instance_id in due:
+                del self._reclaim_at[instance_id]
+                self._reclaimed.add(instance_id)
+        for instance_id in due:
+            self._autoscaling.terminate_instance_in_auto_scaling_group(
+                InstanceId=instance_id, ShouldDecrementDesiredCapacity=False
+            )
+            self._emit("spot-instance-reclaimed", None, instance=instance_id)
+
     def _container_instance_statuses(self) -> dict[str, str]:
         arns = list(self._container_instances.values())
         if not arns:
@@ -246,7 +274,7 @@ class EcsAgentStandIn:
                 self._emit("instance-joined", None, instance=instance_id)
         for instance_id in [i for i in self._container_instances if i not in in_service]:
             for task in [t for t in self._tasks.values() if t.instance_id == instance_id and t.process.poll() is None]:
-                task.stop_reason = "instance terminated"
+                task.stop_reason = SPOT_RECLAIM_REASON if instance_id in self._reclaimed else "instance terminated"
                 self._emit("task-lost-with-instance", task, protected=task.protected(now), reason=task.stop_reason)
                 self._runner.kill(task.task_id, task.process)
                 task.process.wait()
