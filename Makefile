@@ -2,15 +2,15 @@
 #
 # `make test` is what CI runs: it installs the pinned AWS emulator and deploy linters into
 # .venv, checks formatting and lints, lints and scans the CloudFormation template and the
-# Dockerfiles, runs every unit and integration test, then the local-stack tests and the
-# end-to-end fault test.
+# Dockerfiles, runs every unit and integration test, builds the images (podman, offline), then
+# the local-stack and image tests and the end-to-end fault test with the workers in containers.
 
 PYTHON ?= python3
 VENV := .venv
 CARGO ?= cargo
 
 .PHONY: all build venv test lint fmt unit clean deploy-lint deploy-unit fault-test demo \
-	bench-analysis bench-worker bench-controller bench-scaling
+	bench-analysis bench-worker bench-controller bench-scaling images bench-images
 
 all: build
 
@@ -30,11 +30,22 @@ $(VENV)/.installed: deploy/requirements-dev.txt
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p geobatch-analysis --all-targets --features geo -- -D warnings
 
 ## test: everything CI checks.
 test: venv lint deploy-lint
 	GEOBATCH_MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server $(CARGO) test --workspace
-	$(MAKE) deploy-unit fault-test
+	$(CARGO) test -p geobatch-analysis --features geo
+	$(MAKE) images
+	GEOBATCH_LOCAL_RUNNER=container GEOBATCH_REQUIRE_IMAGES=1 $(MAKE) deploy-unit fault-test
+
+## images: the worker and controller images, offline, with podman (installed if missing: run
+## as root), from the debug binaries `cargo test --workspace` builds, on base images made from
+## this machine's Debian packages. The ECR build uses the same Dockerfiles (docs/deploy.md).
+images:
+	bash deploy/docker/install-podman.sh
+	$(CARGO) build --workspace --all-targets
+	bash deploy/docker/images.sh $(CURDIR)/target/debug
 
 ## deploy-lint: the CloudFormation template (cfn-lint, checkov) and the Dockerfiles
 ## (hadolint, checkov). Skipped checks carry their reason next to the resource.
@@ -77,6 +88,15 @@ bench-controller: venv
 	$(CARGO) build --release -p geobatch-controller --bin geobatch-controller --example bench_controller
 	GEOBATCH_MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server \
 		./target/release/examples/bench_controller ./target/release/geobatch-controller
+
+## bench-images: image sizes, and worker start to its first ReceiveMessage as a container and
+## as a process (recorded in docs/benchmarks.md, "## Images"); also makes :release images of
+## the release binaries, stripped of line tables as the ECR build strips them.
+bench-images: venv images
+	$(CARGO) build --release -p geobatch-worker
+	$(CARGO) build --release -p geobatch-controller --bin geobatch-controller --example bench_controller
+	GEOBATCH_IMAGE_TAG=release GEOBATCH_IMAGE_STRIP=debuginfo bash deploy/docker/images.sh $(CURDIR)/target/release
+	$(VENV)/bin/python deploy/bench/container_start.py
 
 ## bench-scaling: every simulator scenario through every policy (release build); records
 ## the results in docs/scaling.md and the README plot in docs/img/.

@@ -53,6 +53,10 @@ pub struct PoolFile {
     /// How many worker tasks fit on one instance.
     #[serde(default = "default_tasks_per_instance")]
     pub tasks_per_instance: u32,
+    /// Files one worker task analyses at once: the worker's `--concurrency`
+    /// (`GEOBATCH_CONCURRENCY`, the stack's `WorkerConcurrency`).
+    #[serde(default = "default_slots_per_task")]
+    pub slots_per_task: u32,
     /// Fewest tasks; 0 lets the pool scale to zero.
     #[serde(default)]
     pub min_tasks: u32,
@@ -65,8 +69,8 @@ pub struct PoolFile {
     /// Most instances. Keep the ASG's own MaxSize at or above it.
     #[serde(default = "default_max_instances")]
     pub max_instances: u32,
-    /// Outstanding (visible plus in-flight) messages one task is sized for. Default 1 when
-    /// the latency form is not used.
+    /// Outstanding (visible plus in-flight) messages one task is sized for. Default 4 (the
+    /// stack's `MessagesPerTask`) when the latency form is not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messages_per_task: Option<u32>,
     /// The latency form of the target, with `secs_per_message`: a task is sized for
@@ -101,23 +105,34 @@ const fn default_api_timeout_secs() -> f64 {
 const fn default_cloudwatch_interval_secs() -> f64 {
     60.0
 }
-const fn default_tasks_per_instance() -> u32 {
-    1
+// The pool defaults are the policy's own (`PoolPolicy::default`), so the file, the policy
+// and the simulator cannot disagree about them.
+fn default_tasks_per_instance() -> u32 {
+    PoolPolicy::default().tasks_per_instance
 }
-const fn default_max_tasks() -> u32 {
-    10
+fn default_slots_per_task() -> u32 {
+    PoolPolicy::default().slots_per_task
 }
-const fn default_max_instances() -> u32 {
-    10
+fn default_max_tasks() -> u32 {
+    PoolPolicy::default().max_tasks
 }
-const fn default_scale_in_stabilization_secs() -> f64 {
-    120.0
+fn default_max_instances() -> u32 {
+    PoolPolicy::default().max_instances
 }
-const fn default_idle_window_secs() -> f64 {
-    180.0
+fn default_messages_per_task() -> u32 {
+    match PoolPolicy::default().target {
+        SizingTarget::MessagesPerTask(n) => n,
+        SizingTarget::Latency { .. } => 1,
+    }
 }
-const fn default_require_empty_receives() -> bool {
-    true
+fn default_scale_in_stabilization_secs() -> f64 {
+    PoolPolicy::default().scale_in_stabilization.as_secs_f64()
+}
+fn default_idle_window_secs() -> f64 {
+    PoolPolicy::default().idle_window.as_secs_f64()
+}
+fn default_require_empty_receives() -> bool {
+    PoolPolicy::default().require_empty_receives
 }
 const fn default_poll_interval_secs() -> f64 {
     5.0
@@ -213,7 +228,8 @@ impl ConfigFile {
         let mut effective = self.clone();
         for pool in &mut effective.pools {
             if pool.acceptable_latency_secs.is_none() && pool.secs_per_message.is_none() {
-                pool.messages_per_task.get_or_insert(1);
+                pool.messages_per_task
+                    .get_or_insert(default_messages_per_task());
             }
         }
         effective
@@ -305,6 +321,14 @@ impl PoolFile {
                 "set how many worker tasks fit on one instance (at least 1)",
             ));
         }
+        if self.slots_per_task == 0 {
+            return Err(invalid(
+                &field("slots_per_task"),
+                "is 0",
+                "set the worker's --concurrency (GEOBATCH_CONCURRENCY, the stack's \
+                 WorkerConcurrency): files one task analyses at once, at least 1",
+            ));
+        }
         if self.max_tasks == 0 {
             return Err(invalid(
                 &field("max_tasks"),
@@ -377,6 +401,7 @@ impl PoolFile {
                 min_instances: self.min_instances,
                 max_instances: self.max_instances,
                 tasks_per_instance: self.tasks_per_instance,
+                slots_per_task: self.slots_per_task,
                 scale_in_stabilization,
                 idle_window,
                 require_empty_receives: self.require_empty_receives,
@@ -402,7 +427,7 @@ impl PoolFile {
                 "set at least 1 message per task",
             )),
             (Some(n), None, None) => Ok(SizingTarget::MessagesPerTask(n)),
-            (None, None, None) => Ok(SizingTarget::MessagesPerTask(1)),
+            (None, None, None) => Ok(SizingTarget::MessagesPerTask(default_messages_per_task())),
             (None, Some(_), None) => Err(invalid(
                 &field("secs_per_message"),
                 "is missing while acceptable_latency_secs is set",
@@ -504,8 +529,14 @@ auto_scaling_group = "workers"
     fn effective_config_writes_out_defaults_and_parses_back() {
         let file = ConfigFile::parse(MINIMAL, Path::new("t")).expect("valid");
         let printed = toml::to_string(&file.effective()).expect("serializes");
-        assert!(printed.contains("messages_per_task = 1"), "{printed}");
-        assert!(printed.contains("idle_window_secs = 180.0"), "{printed}");
+        for line in [
+            "messages_per_task = 4",
+            "idle_window_secs = 300.0",
+            "slots_per_task = 2",
+            "tasks_per_instance = 2",
+        ] {
+            assert!(printed.contains(line), "missing {line}: {printed}");
+        }
         let again = ConfigFile::parse(&printed, Path::new("t")).expect("parses back");
         assert_eq!(
             again.validate().expect("valid"),
@@ -546,6 +577,7 @@ auto_scaling_group = "workers"
                 "raise max_instances to 15",
             ),
             ("tasks_per_instance = 0", "tasks_per_instance", "at least 1"),
+            ("slots_per_task = 0", "slots_per_task", "--concurrency"),
             ("messages_per_task = 0", "messages_per_task", "at least 1"),
             (
                 "messages_per_task = 3\nsecs_per_message = 4",

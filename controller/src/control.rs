@@ -4,9 +4,10 @@
 //! live and in dry-run; only the [`Actuator`] differs. Errors have one policy
 //! ([`ErrorPolicy`]): a failed read holds capacity (the policy sees the missing data); a
 //! failed call stops only the calls that need it, the others are still made. Either is
-//! logged and counted, and the next poll (which plans again, so retries what is still
-//! needed) waits longer, doubling up to `max_backoff_secs`; the first clean poll resets the
-//! wait. Nothing ends the loop but the shutdown signal, and a poll that has started runs to
+//! logged and counted by kind, and the next poll plans again, so retries what is still
+//! needed; after a transient failure (throttled, timeout, unavailable) it waits longer,
+//! doubling up to `max_backoff_secs`, and the first poll without one resets the wait.
+//! Nothing ends the loop but the shutdown signal, and a poll that has started runs to
 //! completion first.
 
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::actuate::Actuator;
-use crate::aws::ApiError;
+use crate::aws::{ApiError, ApiErrorKind};
 use crate::config::Pool;
 use crate::decision_log::{DecisionLog, DecisionRecord};
 use crate::events::{ApiCallFailed, BackingOff, CapacityCall};
@@ -25,7 +26,11 @@ use crate::observe::{Observer, PoolSnapshot};
 use crate::plan::{Action, plan};
 use crate::policy::{Decision, PolicyState, decide};
 
-/// How long to wait before the next poll, given how the last ones went.
+/// How long to wait before the next poll, given how the last ones went. It decides on the
+/// kinds of the failures alone: throttling, timeouts and an unreachable endpoint
+/// ([`ApiErrorKind::is_transient`]) double the wait; a call refused as invalid, denied or
+/// naming a missing resource fails the same way however long the loop waits, so the loop
+/// keeps its pace (the failure is still logged and counted on every poll).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorPolicy {
     poll_interval: Duration,
@@ -34,8 +39,8 @@ pub struct ErrorPolicy {
 }
 
 impl ErrorPolicy {
-    /// Waits `poll_interval` after a clean poll; after failures, doubles from there up to
-    /// `max_backoff` (never below the poll interval).
+    /// Waits `poll_interval` after a clean poll; after transient failures, doubles from
+    /// there up to `max_backoff` (never below the poll interval).
     pub fn new(poll_interval: Duration, max_backoff: Duration) -> ErrorPolicy {
         ErrorPolicy {
             poll_interval,
@@ -44,9 +49,9 @@ impl ErrorPolicy {
         }
     }
 
-    /// The wait before the next poll, after a poll that failed or not.
-    pub fn next_wait(&mut self, failed: bool) -> Duration {
-        if !failed {
+    /// The wait before the next poll, after a poll that failed in these ways (none: clean).
+    pub fn next_wait(&mut self, failures: impl IntoIterator<Item = ApiErrorKind>) -> Duration {
+        if !failures.into_iter().any(ApiErrorKind::is_transient) {
             self.consecutive_failures = 0;
             return self.poll_interval;
         }
@@ -55,6 +60,11 @@ impl ErrorPolicy {
         self.poll_interval
             .saturating_mul(factor)
             .min(self.max_backoff)
+    }
+
+    /// Whether the last poll made the loop wait longer than its interval.
+    pub fn backing_off(&self) -> bool {
+        self.consecutive_failures > 0
     }
 }
 
@@ -75,15 +85,21 @@ pub struct Tick {
 }
 
 impl Tick {
-    /// Whether the poll counts as failed for the error policy. CloudWatch alone does not:
-    /// it only corroborates, and its failure already keeps the pool from scaling to zero.
+    /// The kinds of the failures the error policy weighs: every failed call and every
+    /// failed read but CloudWatch's, which only corroborates (its failure already keeps the
+    /// pool from scaling to zero) and is retried on its own interval.
+    pub fn failure_kinds(&self) -> impl Iterator<Item = ApiErrorKind> + '_ {
+        let reads = self
+            .snapshot
+            .errors
+            .iter()
+            .filter(|err| err.call != "GetMetricData");
+        self.failed_calls.iter().chain(reads).map(|err| err.kind)
+    }
+
+    /// Whether anything the error policy weighs failed.
     pub fn failed(&self) -> bool {
-        !self.failed_calls.is_empty()
-            || self
-                .snapshot
-                .errors
-                .iter()
-                .any(|err| err.call != "GetMetricData")
+        self.failure_kinds().next().is_some()
     }
 }
 
@@ -126,40 +142,95 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Where the loop's notion of time comes from: the policy's `now`, a [`Duration`] since an
+/// epoch of the clock's choosing that never runs backwards. The live loop reads a monotonic
+/// clock; the simulator passes its simulated time, so both run the same [`PoolLoop::tick`].
+pub trait Clock {
+    /// Time since the clock's epoch.
+    fn now(&self) -> Duration;
+}
+
+/// Wall time since the clock was made, immune to system clock changes.
+#[derive(Debug, Clone, Copy)]
+pub struct MonotonicClock {
+    started: Instant,
+}
+
+impl MonotonicClock {
+    /// A clock whose epoch is now.
+    pub fn start() -> MonotonicClock {
+        MonotonicClock {
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Clock for MonotonicClock {
+    fn now(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
 /// One pool's loop and everything it carries between polls.
 #[derive(Debug)]
-pub struct PoolLoop<O, A> {
+pub struct PoolLoop<O, A, C = MonotonicClock> {
     pool: Pool,
     observer: O,
     actuator: A,
+    /// The policy's time: the live loop's epoch is when the loop was made.
+    clock: C,
     state: PolicyState,
     log: DecisionLog,
     metrics: Metrics,
-    /// The policy's epoch: `now` is the time since the loop was made.
-    started: Instant,
     /// The plan dry-run showed last, so an unchanged plan is not shown again.
     last_dry_run_calls: Vec<Action>,
 }
 
 impl<O: Observer, A: Actuator> PoolLoop<O, A> {
-    /// A loop for one pool.
+    /// A loop for one pool on the monotonic clock, its epoch now.
     pub fn new(pool: Pool, observer: O, actuator: A, log: DecisionLog, metrics: Metrics) -> Self {
+        PoolLoop::with_clock(
+            pool,
+            observer,
+            actuator,
+            MonotonicClock::start(),
+            log,
+            metrics,
+        )
+    }
+}
+
+impl<O: Observer, A: Actuator, C: Clock> PoolLoop<O, A, C> {
+    /// A loop for one pool whose policy reads time from `clock`.
+    pub fn with_clock(
+        pool: Pool,
+        observer: O,
+        actuator: A,
+        clock: C,
+        log: DecisionLog,
+        metrics: Metrics,
+    ) -> Self {
         PoolLoop {
             pool,
             observer,
             actuator,
+            clock,
             state: PolicyState::default(),
             log,
             metrics,
-            started: Instant::now(),
             last_dry_run_calls: Vec::new(),
         }
+    }
+
+    /// The pool this loop controls.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     /// One poll: observe, decide, plan, act, record.
     pub async fn tick(&mut self) -> Tick {
         let snapshot = self.observer.observe(&self.pool).await;
-        let now = self.started.elapsed();
+        let now = self.clock.now();
         let (decision, state) = decide(&snapshot.observation, &self.state, &self.pool.policy, now);
         self.state = state;
         let calls = plan(&self.pool, &snapshot, &decision);
@@ -240,8 +311,8 @@ impl<O: Observer, A: Actuator> PoolLoop<O, A> {
         while !*shutdown.borrow() {
             let tick = self.tick().await;
             heartbeat.beat(index);
-            let wait = errors.next_wait(tick.failed());
-            if tick.failed() {
+            let wait = errors.next_wait(tick.failure_kinds());
+            if errors.backing_off() {
                 BackingOff {
                     pool: &self.pool.name,
                     wait,
@@ -287,7 +358,11 @@ mod tests {
         async fn apply(&mut self, action: &Action) -> Result<(), ApiError> {
             self.tried.push(action.call());
             if action.call() == self.refused {
-                Err(ApiError::unexpected(action.call(), "refused by the test"))
+                Err(ApiError {
+                    call: action.call(),
+                    kind: ApiErrorKind::Invalid,
+                    message: "refused by the test".into(),
+                })
             } else {
                 Ok(())
             }
@@ -330,7 +405,7 @@ mod tests {
 
     /// Issue 12, class 9: a group that refuses a larger desired capacity (its MaxSize was
     /// lowered) no longer keeps the service from scaling out; the refusal is reported, the
-    /// poll counts as failed (back-off), and the next poll tries it again.
+    /// poll counts as failed, and the next poll tries it again.
     #[tokio::test]
     async fn a_refused_capacity_call_does_not_stop_the_service_update() {
         let mut pool_loop = pool_loop(
@@ -389,30 +464,66 @@ mod tests {
     #[test]
     fn clean_polls_wait_the_poll_interval() {
         let mut policy = ErrorPolicy::new(Duration::from_secs(5), Duration::from_secs(60));
-        assert_eq!(policy.next_wait(false), Duration::from_secs(5));
-        assert_eq!(policy.next_wait(false), Duration::from_secs(5));
+        assert_eq!(policy.next_wait([]), Duration::from_secs(5));
+        assert_eq!(policy.next_wait([]), Duration::from_secs(5));
     }
 
     #[test]
     fn failures_double_the_wait_up_to_the_cap_and_success_resets() {
         let mut policy = ErrorPolicy::new(Duration::from_secs(5), Duration::from_secs(60));
-        let waits: Vec<u64> = (0..6).map(|_| policy.next_wait(true).as_secs()).collect();
+        let waits: Vec<u64> = (0..6)
+            .map(|_| policy.next_wait([ApiErrorKind::Throttled]).as_secs())
+            .collect();
         assert_eq!(waits, [10, 20, 40, 60, 60, 60]);
-        assert_eq!(policy.next_wait(false), Duration::from_secs(5));
-        assert_eq!(policy.next_wait(true), Duration::from_secs(10));
+        assert!(policy.backing_off());
+        assert_eq!(policy.next_wait([]), Duration::from_secs(5));
+        assert!(!policy.backing_off());
+        assert_eq!(
+            policy.next_wait([ApiErrorKind::Unavailable]),
+            Duration::from_secs(10)
+        );
+    }
+
+    /// Issue 12 (the controller's `ApiError` kind): a refusal that waiting cannot fix (the
+    /// group's MaxSize, a denied permission, a missing resource) keeps the loop at its pace,
+    /// so the calls that still work are not slowed down; one transient failure among them
+    /// is enough to back off.
+    #[test]
+    fn only_transient_kinds_back_off() {
+        let mut policy = ErrorPolicy::new(Duration::from_secs(5), Duration::from_secs(60));
+        for kind in [
+            ApiErrorKind::Invalid,
+            ApiErrorKind::Denied,
+            ApiErrorKind::NotFound,
+            ApiErrorKind::Unexpected,
+        ] {
+            assert_eq!(policy.next_wait([kind]), Duration::from_secs(5), "{kind}");
+        }
+        for kind in [
+            ApiErrorKind::Throttled,
+            ApiErrorKind::Timeout,
+            ApiErrorKind::Unavailable,
+        ] {
+            let mut policy = policy.clone();
+            let wait = policy.next_wait([ApiErrorKind::Invalid, kind]);
+            assert_eq!(wait, Duration::from_secs(10), "{kind}");
+        }
     }
 
     #[test]
     fn a_cap_below_the_poll_interval_never_polls_faster() {
         let mut policy = ErrorPolicy::new(Duration::from_secs(5), Duration::from_secs(1));
-        assert_eq!(policy.next_wait(true), Duration::from_secs(5));
+        assert_eq!(
+            policy.next_wait([ApiErrorKind::Timeout]),
+            Duration::from_secs(5)
+        );
     }
 
     #[test]
     fn many_failures_do_not_overflow() {
         let mut policy = ErrorPolicy::new(Duration::from_millis(1), Duration::from_secs(3600));
         for _ in 0..1000 {
-            assert!(policy.next_wait(true) <= Duration::from_secs(3600));
+            assert!(policy.next_wait([ApiErrorKind::Throttled]) <= Duration::from_secs(3600));
         }
     }
 }

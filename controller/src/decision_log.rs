@@ -82,7 +82,8 @@ impl DecisionRecord {
 /// Where decision records go. Cloning shares the destination.
 #[derive(Clone)]
 pub struct DecisionLog {
-    out: Arc<Mutex<Box<dyn Write + Send>>>,
+    /// `None` discards records without encoding them.
+    out: Option<Arc<Mutex<Box<dyn Write + Send>>>>,
 }
 
 impl DecisionLog {
@@ -94,13 +95,22 @@ impl DecisionLog {
     /// Records to any writer (a file, or a buffer in tests).
     pub fn to_writer(out: impl Write + Send + 'static) -> DecisionLog {
         DecisionLog {
-            out: Arc::new(Mutex::new(Box::new(out))),
+            out: Some(Arc::new(Mutex::new(Box::new(out)))),
         }
+    }
+
+    /// Records nowhere: for `decide`, which prints its own records, and the simulator,
+    /// which keeps its decisions in simulated time.
+    pub fn discard() -> DecisionLog {
+        DecisionLog { out: None }
     }
 
     /// Writes one record as one line. A log that cannot be written must not stop the
     /// controller, so a failure is reported on stderr and otherwise ignored.
     pub fn write(&self, record: &DecisionRecord) {
+        let Some(out) = &self.out else {
+            return;
+        };
         let line = match serde_json::to_string(record) {
             Ok(line) => line,
             Err(err) => {
@@ -108,10 +118,7 @@ impl DecisionLog {
                 return;
             }
         };
-        let mut out = self
-            .out
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut out = out.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Err(err) = writeln!(out, "{line}").and_then(|()| out.flush()) {
             tracing::error!(error = %err, "cannot write the decision log");
         }

@@ -20,10 +20,11 @@ pub struct ApiCallFailed<'a> {
 impl ApiCallFailed<'_> {
     /// Logs a warning and counts the error by operation.
     pub fn emit(&self, metrics: &Metrics) {
-        metrics.api_error(self.error.call);
+        metrics.api_error(self.error.call, self.error.kind);
         tracing::warn!(
             pool = self.pool,
             call = self.error.call,
+            kind = self.error.kind.as_str(),
             error = %self.error.message,
             "AWS call failed"
         );

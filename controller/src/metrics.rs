@@ -8,6 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::aws::ApiErrorKind;
 use crate::observe::PoolSnapshot;
 use crate::policy::{Decision, Direction};
 
@@ -43,7 +44,7 @@ impl Metrics {
         );
         r.register(
             "api_errors",
-            "Failed AWS API calls, by operation",
+            "Failed AWS API calls, by operation and kind (throttled, timeout, unavailable, denied, invalid, not_found, unexpected)",
             metrics.api_errors.clone(),
         );
         r.register(
@@ -167,10 +168,13 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts a failed AWS call.
-    pub fn api_error(&self, call: &'static str) {
+    /// Counts a failed AWS call by operation and kind.
+    pub fn api_error(&self, call: &'static str, kind: ApiErrorKind) {
         self.api_errors
-            .get_or_create(&vec![("call", call.to_owned())])
+            .get_or_create(&vec![
+                ("call", call.to_owned()),
+                ("kind", kind.as_str().to_owned()),
+            ])
             .inc();
     }
 

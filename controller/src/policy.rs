@@ -79,6 +79,11 @@ pub struct PoolPolicy {
     pub max_instances: u32,
     /// How many worker tasks fit on one instance; at least 1.
     pub tasks_per_instance: u32,
+    /// Files one worker task analyses at once: the worker's `--concurrency`
+    /// (`GEOBATCH_CONCURRENCY`); at least 1. A task is `slots_per_task` slots, an instance
+    /// `tasks_per_instance` tasks: the capacity model the stack deploys and the simulator
+    /// runs.
+    pub slots_per_task: u32,
     /// How long a recommendation keeps capacity from going below it.
     pub scale_in_stabilization: Duration,
     /// How long the queue must be completely empty before tasks go to zero.
@@ -111,16 +116,20 @@ impl PoolPolicy {
 
 impl Default for PoolPolicy {
     /// The defaults documented in `docs/controller.md` and the annotated example config.
+    /// They describe the deployment the CloudFormation stack makes with its own parameter
+    /// defaults (two tasks of two slots on each c7i.large, at most 10 instances); the test
+    /// `capacity_defaults` fails if the two drift apart.
     fn default() -> Self {
         PoolPolicy {
-            target: SizingTarget::MessagesPerTask(1),
+            target: SizingTarget::MessagesPerTask(4),
             min_tasks: 0,
-            max_tasks: 10,
+            max_tasks: 20,
             min_instances: 0,
             max_instances: 10,
-            tasks_per_instance: 1,
+            tasks_per_instance: 2,
+            slots_per_task: 2,
             scale_in_stabilization: Duration::from_secs(120),
-            idle_window: Duration::from_secs(180),
+            idle_window: Duration::from_secs(300),
             require_empty_receives: true,
         }
     }
@@ -595,6 +604,7 @@ mod tests {
             min_instances: 0,
             max_instances: 10,
             tasks_per_instance: 2,
+            slots_per_task: 2,
             scale_in_stabilization: secs(60),
             idle_window: secs(30),
             require_empty_receives: true,
@@ -910,6 +920,7 @@ mod tests {
                     min_instances: min_i.min(max_i),
                     max_instances: max_i,
                     tasks_per_instance: tpi,
+                    slots_per_task: 2,
                     scale_in_stabilization: secs(stab),
                     idle_window: secs(idle),
                     require_empty_receives: empty,

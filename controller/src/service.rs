@@ -15,9 +15,7 @@ use crate::config::Config;
 use crate::control::{Heartbeat, PoolLoop};
 use crate::decision_log::{DecisionLog, DecisionRecord};
 use crate::metrics::Metrics;
-use crate::observe::{AwsObserver, Observer};
-use crate::plan::plan;
-use crate::policy::{PolicyState, decide};
+use crate::observe::AwsObserver;
 
 /// Why the service stopped other than by the shutdown signal.
 #[derive(Debug, thiserror::Error)]
@@ -95,29 +93,28 @@ pub async fn run(
 }
 
 /// One observation and one decision per pool, as a controller that started now would make
-/// them, with the calls it would make. Changes nothing.
+/// them, with the calls it would make. Changes nothing: each pool gets one poll of the
+/// loop `run` runs, through the dry-run actuator, so `decide` cannot drift from it.
 pub async fn decide_once(config: &Config, clients: &AwsClients) -> Vec<DecisionRecord> {
+    let metrics = Metrics::register(&mut Registry::default());
     let mut records = Vec::with_capacity(config.pools.len());
     for pool in &config.pools {
         // A zero interval makes the observer read CloudWatch now.
-        let mut observer = AwsObserver::new(clients.clone(), Duration::ZERO);
-        let snapshot = observer.observe(pool).await;
-        for err in &snapshot.errors {
-            tracing::warn!(pool = pool.name.as_str(), call = err.call, error = %err.message, "AWS call failed");
-        }
-        let (decision, _state) = decide(
-            &snapshot.observation,
-            &PolicyState::default(),
-            &pool.policy,
-            Duration::ZERO,
+        let observer = AwsObserver::new(clients.clone(), Duration::ZERO);
+        let mut pool_loop = PoolLoop::new(
+            pool.clone(),
+            observer,
+            DryRun,
+            DecisionLog::discard(),
+            metrics.clone(),
         );
-        let calls = plan(pool, &snapshot, &decision);
+        let tick = pool_loop.tick().await;
         records.push(DecisionRecord::new(
             &pool.name,
             DryRun.dry_run(),
-            &snapshot,
-            &decision,
-            calls,
+            &tick.snapshot,
+            &tick.decision,
+            tick.calls,
         ));
     }
     records

@@ -87,12 +87,13 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
             config.model.tasks_per_instance = pool.policy.tasks_per_instance;
             config.model.max_instances = pool.policy.max_instances;
             GeobatchSettings {
-                policy: pool.policy.clone(),
-                poll_interval: pool.poll_interval,
+                pool: pool.clone(),
                 cloudwatch_interval: controller.cloudwatch_interval,
+                max_backoff: controller.max_backoff,
             }
         }
-        None => GeobatchSettings::defaults_for(&config.model),
+        None => GeobatchSettings::defaults_for(&config.model)
+            .context("the controller's default configuration")?,
     };
     config.model.validate().context("invalid simulator model")?;
 
@@ -164,7 +165,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         let mut log = String::new();
         for (kind, outcome, _) in &outcomes {
             for decision in &outcome.decisions {
-                let line = serde_json::json!({
+                let mut line = serde_json::json!({
                     "scenario": scenario.name,
                     "policy": kind.name(),
                     "t_secs": decision.t_secs,
@@ -172,6 +173,9 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
                     "desired_instances": decision.desired_instances,
                     "reason": decision.reason,
                 });
+                if !decision.calls.is_empty() {
+                    line["calls"] = serde_json::json!(decision.calls);
+                }
                 log.push_str(&line.to_string());
                 log.push('\n');
             }

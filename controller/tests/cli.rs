@@ -45,9 +45,11 @@ fn check_config_prints_the_effective_config() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("valid"), "{stdout}");
     for line in [
-        "messages_per_task = 1",
+        "messages_per_task = 4",
         "poll_interval_secs = 5.0",
-        "max_tasks = 10",
+        "max_tasks = 20",
+        "slots_per_task = 2",
+        "tasks_per_instance = 2",
     ] {
         assert!(stdout.contains(line), "missing {line}: {stdout}");
     }

@@ -6,8 +6,11 @@ mod support;
 use std::time::{Duration, Instant};
 
 use geobatch_common::testing::{Emulator, unique_name};
-use geobatch_controller::aws::AwsClients;
+use geobatch_controller::actuate::{Actuator, AwsActuator};
+use geobatch_controller::aws::{ApiErrorKind, AwsClients};
 use geobatch_controller::decision_log::DecisionLog;
+use geobatch_controller::observe::{AwsObserver, Observer};
+use geobatch_controller::plan::Action;
 use geobatch_controller::service;
 use support::{Captured, Fleet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -89,11 +92,13 @@ async fn emulator_outage_holds_capacity_and_the_loop_recovers() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    // A refused connection is `unavailable`; a call caught mid-way when moto went is a
+    // `timeout`: both transient, so the loop backs off.
     assert!(
-        metrics
-            .lines()
-            .any(|l| l
-                .starts_with("geobatch_controller_api_errors_total{call=\"GetQueueAttributes\"}")),
+        metrics.lines().any(|l| {
+            l.starts_with("geobatch_controller_api_errors_total{call=\"GetQueueAttributes\"")
+                && (l.contains("kind=\"unavailable\"") || l.contains("kind=\"timeout\""))
+        }),
         "{metrics}"
     );
     // Several more polls (with back-off) while the endpoint stays away.
@@ -121,4 +126,54 @@ async fn emulator_outage_holds_capacity_and_the_loop_recovers() {
         .expect("stops on the shutdown signal")
         .expect("loop task did not panic");
     assert!(result.is_ok(), "{result:?}");
+}
+
+/// Issue 12 (the controller's `ApiError` kind): what the emulator really answers is sorted
+/// into kinds: a queue, cluster or service that does not exist is `not_found`, which the
+/// error policy does not back off on.
+#[tokio::test]
+async fn emulator_errors_carry_their_kind() {
+    let emulator = Emulator::shared();
+    let sdk = emulator.sdk_config().await;
+    let clients = AwsClients::new(&sdk, Duration::from_secs(60));
+    let fleet = Fleet::create_with(clients.clone(), &unique_name("kinds"), 0, 0).await;
+    let mut pool = fleet.pool(|_| {});
+    pool.queue_url = format!("{}-gone", fleet.queue_url);
+    pool.cluster = format!("{}-gone", fleet.cluster);
+    let mut observer = AwsObserver::new(clients.clone(), Duration::from_secs(60));
+
+    let snapshot = observer.observe(&pool).await;
+
+    let kind_of = |call: &str| {
+        snapshot
+            .errors
+            .iter()
+            .find(|e| e.call == call)
+            .map(|e| e.kind)
+    };
+    assert_eq!(
+        kind_of("GetQueueAttributes"),
+        Some(ApiErrorKind::NotFound),
+        "{:?}",
+        snapshot.errors
+    );
+    assert_eq!(
+        kind_of("DescribeServices"),
+        Some(ApiErrorKind::NotFound),
+        "{:?}",
+        snapshot.errors
+    );
+
+    let mut actuator = AwsActuator::new(clients);
+    let refused = actuator
+        .apply(&Action::UpdateService {
+            cluster: pool.cluster.clone(),
+            service: pool.service.clone(),
+            from: 0,
+            desired_count: 1,
+        })
+        .await
+        .expect_err("no such cluster");
+    assert_eq!(refused.kind, ApiErrorKind::NotFound, "{refused}");
+    assert!(!refused.kind.is_transient());
 }

@@ -31,7 +31,8 @@ fn long_and_short() -> Scenario {
 
 fn run(kind: PolicyKind, scenario: &Scenario, seed: u64) -> RunOutcome {
     let config = SimConfig::default();
-    let geobatch = GeobatchSettings::defaults_for(&config.model);
+    let geobatch =
+        GeobatchSettings::defaults_for(&config.model).expect("the controller defaults are valid");
     simulate(scenario, kind, &config, &geobatch, seed).expect("the run balances")
 }
 
@@ -173,14 +174,20 @@ fn geobatch_scales_out_at_once_and_back_to_zero() {
             .collect(),
     };
     let outcome = run(PolicyKind::Geobatch, &scenario, 1);
-    let at_ten = outcome
+    let wanted = GeobatchSettings::defaults_for(&ModelParams::default())
+        .expect("the controller defaults are valid")
+        .pool
+        .policy
+        .tasks_for_work(10);
+    assert!(wanted > 1, "ten files need more than one task");
+    let at_full = outcome
         .samples
         .iter()
-        .find(|s| s.desired_tasks == 10)
-        .expect("asks for ten tasks")
+        .find(|s| s.desired_tasks == wanted)
+        .expect("asks for the tasks the backlog needs")
         .t_ms;
     // One 5 s poll after the S3 event (at most 2 s) and the 30 s sampling grid.
-    assert!(at_ten <= 30_000, "ten tasks desired at {at_ten} ms");
+    assert!(at_full <= 30_000, "{wanted} tasks desired at {at_full} ms");
     let last = outcome.samples.last().expect("samples");
     assert_eq!((last.instances, last.desired_tasks), (0, 0));
     assert_eq!(outcome.interrupted_tasks, 0);

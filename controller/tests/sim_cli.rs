@@ -131,9 +131,9 @@ fn the_controller_config_sets_geobatch_and_the_fleet_of_every_policy() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/controller.toml");
     let text = std::fs::read_to_string(example).expect("example config");
     let wide = text
-        .replace("max_tasks = 10", "max_tasks = 40")
+        .replace("max_tasks = 20", "max_tasks = 60")
         .replace("max_instances = 10", "max_instances = 20")
-        .replace("tasks_per_instance = 1", "tasks_per_instance = 2");
+        .replace("tasks_per_instance = 2", "tasks_per_instance = 3");
     assert_ne!(
         wide, text,
         "the example config has the keys this test changes"
@@ -158,11 +158,11 @@ fn the_controller_config_sets_geobatch_and_the_fleet_of_every_policy() {
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("json"))
             .expect("valid JSON");
     assert_eq!(summary["config"]["model"]["max_instances"], 20);
-    assert_eq!(summary["config"]["model"]["tasks_per_instance"], 2);
+    assert_eq!(summary["config"]["model"]["tasks_per_instance"], 3);
     assert!(
         summary["geobatch_policy"]
             .as_str()
-            .is_some_and(|p| p.contains("max_tasks: 40"))
+            .is_some_and(|p| p.contains("max_tasks: 60"))
     );
     // 40 tasks instead of 10: the burst drains much faster than with the defaults.
     let p95 = summary["rows"][0]["latency_p95_secs"]

@@ -11,7 +11,8 @@ fn check(scenario: &Scenario, model: ModelParams, seed: u64) {
         model,
         ..SimConfig::default()
     };
-    let geobatch = GeobatchSettings::defaults_for(&config.model);
+    let geobatch =
+        GeobatchSettings::defaults_for(&config.model).expect("the controller defaults are valid");
     for kind in PolicyKind::ALL {
         let outcome = simulate(scenario, kind, &config, &geobatch, seed)
             .unwrap_or_else(|e| panic!("{}: {e}", kind.name()));
@@ -65,7 +66,8 @@ fn messages_interrupted_too_often_end_in_the_dlq_and_are_counted() {
         model: model.clone(),
         ..SimConfig::default()
     };
-    let geobatch = GeobatchSettings::defaults_for(&config.model);
+    let geobatch =
+        GeobatchSettings::defaults_for(&config.model).expect("the controller defaults are valid");
     let dead: usize = (1..=8)
         .map(|seed| {
             simulate(&scenario, PolicyKind::Keda, &config, &geobatch, seed)

@@ -6,7 +6,8 @@ use geobatch_controller::sim::{GeobatchSettings, PolicyKind, SimConfig, simulate
 #[test]
 fn same_seed_gives_identical_runs_for_every_policy_and_built_in_scenario() {
     let config = SimConfig::default();
-    let geobatch = GeobatchSettings::defaults_for(&config.model);
+    let geobatch =
+        GeobatchSettings::defaults_for(&config.model).expect("the controller defaults are valid");
     for (name, _) in BUILT_IN {
         let scenario = scenario::load(name, 3, &config.model).expect("built-in");
         for kind in PolicyKind::ALL {
@@ -20,7 +21,8 @@ fn same_seed_gives_identical_runs_for_every_policy_and_built_in_scenario() {
 #[test]
 fn a_different_seed_gives_a_different_run() {
     let config = SimConfig::default();
-    let geobatch = GeobatchSettings::defaults_for(&config.model);
+    let geobatch =
+        GeobatchSettings::defaults_for(&config.model).expect("the controller defaults are valid");
     let one = scenario::load("trickle", 1, &config.model).expect("built-in");
     let two = scenario::load("trickle", 2, &config.model).expect("built-in");
     assert_ne!(one, two);

@@ -310,8 +310,10 @@ impl WorkerConfig {
             }
             None => {
                 let defaults = AnalysisOptions::default();
+                let cpus = std::thread::available_parallelism().map_or(1, usize::from);
                 Processor::Analysis(AnalysisOptions {
                     max_feature_bytes: args.max_feature_bytes.unwrap_or(defaults.max_feature_bytes),
+                    threads: geobatch_analysis::threads_per_file(cpus, concurrency),
                     ..defaults
                 })
             }
@@ -464,6 +466,23 @@ mod tests {
             Err("output")
         );
         assert_eq!(parse_output("s3:///x").map_err(|e| e.flag), Err("output"));
+    }
+
+    #[test]
+    fn analysis_threads_share_the_cores_among_concurrent_files() {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        for concurrency in [1, 2, 64] {
+            let flag = concurrency.to_string();
+            let config = WorkerConfig::from_args(args(&["--concurrency", &flag])).expect("valid");
+            let Processor::Analysis(options) = config.processor else {
+                panic!("the built-in analysis by default");
+            };
+            assert_eq!(
+                options.threads,
+                (cpus / concurrency).max(1),
+                "{concurrency}"
+            );
+        }
     }
 
     #[test]

@@ -91,11 +91,10 @@ pub enum StopOrder {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum InstanceControl {
     /// The ASG follows its desired capacity; on scale-in its termination policy picks the
-    /// instance, whatever runs on it (no instance scale-in protection).
+    /// instance, whatever runs on it (no instance scale-in protection). The geobatch
+    /// controller's group behaves the same way: its plan never lowers the desired capacity,
+    /// and removes capacity only by terminating the instance it chose, with decrement.
     AsgChoosesVictim,
-    /// The ASG grows to its desired capacity; capacity is removed only by terminating an
-    /// instance that runs no task (drain, then terminate with decrement).
-    IdleOnly,
     /// Kubernetes Cluster Autoscaler: adds nodes for pods that cannot be placed, removes a
     /// node that has been empty for `unneeded_ms`, not within `delay_after_add_ms` of a
     /// scale-up; scans every `scan_interval_ms`.

@@ -6,8 +6,9 @@
 //! - [`scenario`]: built-in workloads and scenario files.
 //! - [`world`]: the discrete-event engine (S3 events, SQS, ECS tasks, EC2 instances,
 //!   CloudWatch) and its accounting, with the message-conservation check.
-//! - [`autoscaler`]: what a policy sees and how its decisions reach the fleet.
-//! - [`geobatch`]: the adapter around [`crate::policy::decide`].
+//! - [`control_loop`]: the geobatch controller's own loop ([`crate::control::PoolLoop`]),
+//!   run against the world through a simulated observer, actuator and clock.
+//! - [`autoscaler`]: what a modelled autoscaler sees and how its decisions reach the fleet.
 //! - [`baselines`]: classic alarms, AWS target tracking, KEDA.
 //! - [`report`]: summary rows, the issue's targets, `summary.json` and `summary.md`.
 //! - [`plot`]: the per-scenario figure, written as SVG and PNG.
@@ -15,7 +16,7 @@
 
 pub mod autoscaler;
 pub mod baselines;
-pub mod geobatch;
+pub mod control_loop;
 pub mod model;
 pub mod plot;
 pub mod report;
@@ -27,12 +28,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::PoolPolicy;
+use crate::config::{ConfigError, ConfigFile, Pool};
 use autoscaler::Autoscaler;
 use baselines::classic_alarms::{ClassicAlarms, ClassicAlarmsConfig};
 use baselines::keda::{Keda, KedaConfig};
 use baselines::target_tracking::{TargetTracking, TargetTrackingConfig};
-use geobatch::Geobatch;
 use model::ModelParams;
 use scenario::Scenario;
 use world::{RunOutcome, SimError};
@@ -90,56 +90,77 @@ pub struct SimConfig {
     pub keda: KedaConfig,
 }
 
-/// The geobatch policy as the controller would run it: one pool's policy and cadence.
+/// The geobatch controller as it would run: one pool (its policy and poll interval) and
+/// the loop's CloudWatch cadence and backoff.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GeobatchSettings {
-    /// The pool policy `decide` is called with.
-    pub policy: PoolPolicy,
-    /// The controller's poll interval (default 5 s).
-    pub poll_interval: Duration,
-    /// How often the controller reads CloudWatch (default 60 s).
+    /// The pool the loop controls.
+    pub pool: Pool,
+    /// How often the observer reads CloudWatch.
     pub cloudwatch_interval: Duration,
+    /// Longest wait between polls after failed calls.
+    pub max_backoff: Duration,
 }
+
+/// The smallest controller config: every setting not named here is the controller's
+/// default, so the simulated controller cannot drift from the real one's defaults.
+const DEFAULT_CONTROLLER_CONFIG: &str = r#"
+[[pool]]
+name = "simulated"
+queue_url = "https://sqs.us-east-1.amazonaws.com/000000000000/geobatch"
+cluster = "geobatch"
+service = "worker"
+auto_scaling_group = "geobatch-workers"
+"#;
 
 impl GeobatchSettings {
     /// The controller's defaults, with the fleet (tasks per instance, maximum instances and
     /// so maximum tasks) of `model`, so that geobatch gets the same fleet as the baselines.
-    /// With the model's defaults this is exactly `PoolPolicy::default()`.
-    pub fn defaults_for(model: &ModelParams) -> Self {
-        let policy = PoolPolicy {
-            tasks_per_instance: model.tasks_per_instance,
-            max_instances: model.max_instances,
-            max_tasks: model.max_instances * model.tasks_per_instance,
-            ..PoolPolicy::default()
-        };
-        Self {
-            policy,
-            poll_interval: Duration::from_secs(5),
-            cloudwatch_interval: Duration::from_secs(60),
-        }
+    /// With the model's defaults this is exactly the controller's default pool.
+    pub fn defaults_for(model: &ModelParams) -> Result<Self, ConfigError> {
+        let config = ConfigFile::parse(
+            DEFAULT_CONTROLLER_CONFIG,
+            std::path::Path::new("<simulator defaults>"),
+        )?
+        .validate()?;
+        let mut pool = config
+            .pools
+            .into_iter()
+            .next()
+            .ok_or_else(|| ConfigError::Invalid {
+                field: "pool".into(),
+                problem: "has no entries".into(),
+                fix: "give the simulator's default config one [[pool]]".into(),
+            })?;
+        pool.policy.tasks_per_instance = model.tasks_per_instance;
+        pool.policy.max_instances = model.max_instances;
+        pool.policy.max_tasks = model.max_instances * model.tasks_per_instance;
+        Ok(Self {
+            pool,
+            cloudwatch_interval: config.cloudwatch_interval,
+            max_backoff: config.max_backoff,
+        })
     }
 }
 
-/// Builds the autoscaler for `kind`.
+/// Builds the autoscaler for a modelled `kind`; `None` for geobatch, which runs its own
+/// loop ([`control_loop`]).
 pub fn autoscaler_for(
     kind: PolicyKind,
     config: &SimConfig,
-    geobatch: &GeobatchSettings,
     scenario: &Scenario,
-) -> Box<dyn Autoscaler> {
+) -> Option<Box<dyn Autoscaler>> {
     match kind {
-        PolicyKind::Geobatch => Box::new(Geobatch::new(
-            geobatch.policy.clone(),
-            geobatch.poll_interval,
-            geobatch.cloudwatch_interval,
-        )),
-        PolicyKind::ClassicAlarms => Box::new(ClassicAlarms::new(config.classic_alarms.clone())),
-        PolicyKind::TargetTracking => Box::new(TargetTracking::new(
+        PolicyKind::Geobatch => None,
+        PolicyKind::ClassicAlarms => {
+            Some(Box::new(ClassicAlarms::new(config.classic_alarms.clone())))
+        }
+        PolicyKind::TargetTracking => Some(Box::new(TargetTracking::new(
             config.target_tracking.clone(),
             mean_processing_secs(scenario),
             config.model.tasks_per_instance,
-        )),
-        PolicyKind::Keda => Box::new(Keda::new(config.keda.clone())),
+        ))),
+        PolicyKind::Keda => Some(Box::new(Keda::new(config.keda.clone()))),
     }
 }
 
@@ -165,8 +186,10 @@ pub fn simulate(
     geobatch: &GeobatchSettings,
     seed: u64,
 ) -> Result<RunOutcome, SimError> {
-    let mut policy = autoscaler_for(kind, config, geobatch, scenario);
-    world::run(scenario, &config.model, policy.as_mut(), seed)
+    match autoscaler_for(kind, config, scenario) {
+        Some(mut policy) => world::run(scenario, &config.model, policy.as_mut(), seed),
+        None => control_loop::run(scenario, &config.model, geobatch, seed),
+    }
 }
 
 #[cfg(test)]
@@ -190,8 +213,8 @@ mod tests {
 
     #[test]
     fn geobatch_defaults_are_the_controllers_with_the_default_model() {
-        let settings = GeobatchSettings::defaults_for(&ModelParams::default());
-        assert_eq!(settings.policy, PoolPolicy::default());
-        assert_eq!(settings.poll_interval, Duration::from_secs(5));
+        let settings = GeobatchSettings::defaults_for(&ModelParams::default()).expect("valid");
+        assert_eq!(settings.pool.policy, crate::policy::PoolPolicy::default());
+        assert_eq!(settings.pool.poll_interval, Duration::from_secs(5));
     }
 }

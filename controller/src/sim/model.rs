@@ -37,7 +37,7 @@ pub struct ModelParams {
     /// a stopped worker finishes its file if it can within this, otherwise it releases the
     /// message when the time is up and the work done so far is lost.
     pub stop_timeout_secs: f64,
-    /// Worker tasks that fit on one instance (1, as in the classic recipe and the
+    /// Worker tasks that fit on one instance (2, the stack's `TasksPerInstance` and the
     /// controller's default; taken from the controller config when `--config` is given).
     pub tasks_per_instance: u32,
     /// Fleet ceiling, the same for every policy (ASG MaxSize / node group max; 10, the
@@ -73,7 +73,7 @@ impl Default for ModelParams {
             instance_boot_secs: 90.0,
             task_start_secs: 15.0,
             stop_timeout_secs: 30.0,
-            tasks_per_instance: 1,
+            tasks_per_instance: 2,
             max_instances: 10,
             cloudwatch_lag_secs: 120.0,
             instance_price_per_hour: 0.17,

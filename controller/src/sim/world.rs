@@ -17,6 +17,10 @@ use super::autoscaler::{
 use super::model::{Millis, ModelParams, secs};
 use super::rng::SimRng;
 use super::scenario::Scenario;
+use crate::aws::{ApiError, ApiErrorKind};
+use crate::observe::{ContainerInstance, Host, PoolSnapshot};
+use crate::plan::Action;
+use crate::policy::{InstanceGroup, Observation, QueueDepth, ServiceTasks};
 
 const MINUTE_MS: Millis = 60_000;
 const STREAM_EVENT_DELAY: u64 = 3;
@@ -33,6 +37,9 @@ pub enum SimError {
         /// The counts that disagree.
         detail: String,
     },
+    /// A simulated call waited, which none can: a bug in the simulator.
+    #[error("a simulated AWS call did not complete at once")]
+    Stalled,
     /// The policy left work undone long after the scenario ended.
     #[error(
         "{policy} did not drain {scenario}: {unresolved} of {total} messages still open at t={at_secs:.0}s"
@@ -79,6 +86,10 @@ pub struct DecisionRecord {
     pub desired_instances: u32,
     /// The policy's reason.
     pub reason: String,
+    /// The AWS calls that carried the decision out, as the controller logs them (only the
+    /// geobatch controller's loop makes calls; the modelled autoscalers set sizes).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<String>,
 }
 
 /// Everything a run measured; turned into a summary row by the report.
@@ -187,24 +198,79 @@ struct Instance {
     state: InstanceState,
     tasks: BTreeSet<usize>,
     empty_since_ms: Option<Millis>,
+    /// ECS container instance state `DRAINING`: no new task is placed on it.
+    draining: bool,
 }
 
-/// Runs `scenario` through `policy` and returns what happened.
+/// Runs `scenario` through one of the modelled autoscalers (the baselines) and returns what
+/// happened. The geobatch controller runs through its own loop instead
+/// ([`super::control_loop`]), against the same world.
 pub fn run(
     scenario: &Scenario,
     model: &ModelParams,
     policy: &mut dyn Autoscaler,
     seed: u64,
 ) -> Result<RunOutcome, SimError> {
-    let mut world = World::new(scenario, model, policy.capacity(), seed);
-    world.run(policy)
+    let mut world = World::new(
+        scenario,
+        model,
+        policy.capacity(),
+        Driver {
+            name: policy.name(),
+            min_instances: policy.min_instances(),
+        },
+        seed,
+    );
+    let interval = policy.interval_ms().max(1);
+    while world.next_tick()? {
+        let command = {
+            let view = world.view();
+            policy.evaluate(&view)
+        };
+        world.apply(command);
+        world.schedule_tick(interval);
+    }
+    world.finish()
 }
 
-struct World<'a> {
+/// Who makes the world's scaling decisions, as far as the world needs to know.
+#[derive(Debug, Clone, Copy)]
+pub struct Driver {
+    /// The policy's name, for errors.
+    pub name: &'static str,
+    /// The smallest fleet it keeps when there is no work; a run ends once the work is done,
+    /// the scenario's horizon has passed and the fleet is down to this.
+    pub min_instances: u32,
+}
+
+/// A call the simulated AWS refuses, as the real one would.
+fn refused(call: &'static str, kind: ApiErrorKind, message: String) -> ApiError {
+    ApiError {
+        call,
+        kind,
+        message,
+    }
+}
+
+/// The ECS container instance ARN the world gives instance number `i`.
+fn container_arn(i: usize) -> String {
+    format!("arn:aws:ecs:sim:000000000000:container-instance/geobatch/{i}")
+}
+
+/// The EC2 instance id the world gives instance number `i`.
+fn instance_id(i: usize) -> String {
+    format!("i-{i:08}")
+}
+
+/// The simulated AWS account: the queue, the service, the group, their instances, and the
+/// clock. Advanced event by event; a policy acts on it between events.
+pub struct World<'a> {
     scenario: &'a Scenario,
     model: &'a ModelParams,
     capacity: Capacity,
-    seed: u64,
+    driver: Driver,
+    /// Whether the last event processed left the run finished, checked before the next.
+    started: bool,
     now: Millis,
     last_accounted: Millis,
     seq: u64,
@@ -243,7 +309,14 @@ struct World<'a> {
 }
 
 impl<'a> World<'a> {
-    fn new(scenario: &'a Scenario, model: &'a ModelParams, capacity: Capacity, seed: u64) -> Self {
+    /// A world at time 0 with every upload scheduled and nothing running.
+    pub fn new(
+        scenario: &'a Scenario,
+        model: &'a ModelParams,
+        capacity: Capacity,
+        driver: Driver,
+        seed: u64,
+    ) -> Self {
         let messages = scenario
             .files
             .iter()
@@ -255,11 +328,12 @@ impl<'a> World<'a> {
                 state: MsgState::NotYetSent,
             })
             .collect::<Vec<_>>();
-        Self {
+        let mut world = Self {
             scenario,
             model,
             capacity,
-            seed,
+            driver,
+            started: false,
             now: 0,
             last_accounted: 0,
             seq: 0,
@@ -291,7 +365,9 @@ impl<'a> World<'a> {
             scaling_actions: 0,
             samples: Vec::new(),
             decisions: Vec::new(),
-        }
+        };
+        world.start(seed);
+        world
     }
 
     fn schedule(&mut self, at: Millis, event: Event) {
@@ -299,16 +375,15 @@ impl<'a> World<'a> {
         self.events.push(Reverse((at, self.seq, event)));
     }
 
-    fn run(&mut self, policy: &mut dyn Autoscaler) -> Result<RunOutcome, SimError> {
+    fn start(&mut self, seed: u64) {
         // The S3 event delay is drawn from its own stream, so every policy sees the same
         // arrival times.
-        let mut delay_rng = SimRng::new(self.seed, STREAM_EVENT_DELAY);
+        let mut delay_rng = SimRng::new(seed, STREAM_EVENT_DELAY);
         let mean_delay = self.model.s3_event_delay_secs;
         for i in 0..self.messages.len() {
             let delay = secs(2.0 * mean_delay * delay_rng.unit());
             self.schedule(self.messages[i].upload_ms + delay, Event::Arrive(i));
         }
-        let interval = policy.interval_ms().max(1);
         self.schedule(0, Event::PolicyTick);
         self.schedule(MINUTE_MS, Event::MinuteClose);
         self.schedule(0, Event::Sample);
@@ -318,9 +393,25 @@ impl<'a> World<'a> {
         {
             self.schedule(scan_interval_ms, Event::NodeScan);
         }
-        let give_up = self.scenario.horizon_ms + secs(self.model.drain_limit_secs);
-        let floor = policy.min_instances() as usize;
-        while let Some(Reverse((at, _, event))) = self.events.pop() {
+    }
+
+    /// Simulated time now.
+    pub fn now_ms(&self) -> Millis {
+        self.now
+    }
+
+    /// Processes events until the policy's next evaluation is due (`true`: evaluate, then
+    /// [`World::schedule_tick`]) or the run is over (`false`: the work is done, the horizon
+    /// has passed and the fleet is down to the policy's floor).
+    pub fn next_tick(&mut self) -> Result<bool, SimError> {
+        loop {
+            if self.started && self.finished()? {
+                return Ok(false);
+            }
+            self.started = true;
+            let Some(Reverse((at, _, event))) = self.events.pop() else {
+                return Ok(false);
+            };
             self.advance(at);
             match event {
                 Event::Arrive(m) => self.arrive(m),
@@ -330,14 +421,7 @@ impl<'a> World<'a> {
                 Event::TaskDone { task, epoch } => self.task_done(task, epoch),
                 Event::PollExpired { task, epoch } => self.poll_expired(task, epoch),
                 Event::TaskKill { task, epoch } => self.task_kill(task, epoch),
-                Event::PolicyTick => {
-                    let command = {
-                        let view = self.view();
-                        policy.evaluate(&view)
-                    };
-                    self.apply(command);
-                    self.schedule(self.now + interval, Event::PolicyTick);
-                }
+                Event::PolicyTick => return Ok(true),
                 Event::MinuteClose => {
                     self.close_minute();
                     self.schedule(self.now + MINUTE_MS, Event::MinuteClose);
@@ -362,23 +446,38 @@ impl<'a> World<'a> {
                     }
                 }
             }
-            let resolved = self.completed + self.dead_lettered == self.messages.len();
-            if resolved
-                && self.now >= self.scenario.horizon_ms
-                && self.live_instances.len() <= floor
-            {
-                break;
-            }
-            if self.now > give_up {
-                return Err(SimError::DidNotDrain {
-                    policy: policy.name().to_string(),
-                    scenario: self.scenario.name.clone(),
-                    unresolved: self.messages.len() - self.completed - self.dead_lettered,
-                    total: self.messages.len(),
-                    at_secs: self.now as f64 / 1000.0,
-                });
-            }
         }
+    }
+
+    /// Schedules the policy's next evaluation `wait_ms` from now.
+    pub fn schedule_tick(&mut self, wait_ms: Millis) {
+        self.schedule(self.now + wait_ms.max(1), Event::PolicyTick);
+    }
+
+    /// Whether the run is over; an error if it has run past the drain limit.
+    fn finished(&self) -> Result<bool, SimError> {
+        let resolved = self.completed + self.dead_lettered == self.messages.len();
+        if resolved
+            && self.now >= self.scenario.horizon_ms
+            && self.live_instances.len() <= self.driver.min_instances as usize
+        {
+            return Ok(true);
+        }
+        let give_up = self.scenario.horizon_ms + secs(self.model.drain_limit_secs);
+        if self.now > give_up {
+            return Err(SimError::DidNotDrain {
+                policy: self.driver.name.to_string(),
+                scenario: self.scenario.name.clone(),
+                unresolved: self.messages.len() - self.completed - self.dead_lettered,
+                total: self.messages.len(),
+                at_secs: self.now as f64 / 1000.0,
+            });
+        }
+        Ok(false)
+    }
+
+    /// The final sample and checks, and the run's outcome.
+    pub fn finish(&mut self) -> Result<RunOutcome, SimError> {
         self.sample();
         self.check_conservation()?;
         self.final_audit()?;
@@ -590,6 +689,7 @@ impl<'a> World<'a> {
             state: InstanceState::Booting,
             tasks: BTreeSet::new(),
             empty_since_ms: None,
+            draining: false,
         });
         self.live_instances.insert(id);
         let at = self.now + secs(self.model.instance_boot_secs);
@@ -662,7 +762,8 @@ impl<'a> World<'a> {
         self.schedule(at, Event::TaskReady { task, epoch });
     }
 
-    fn apply(&mut self, command: Command) {
+    /// Carries out a modelled autoscaler's command.
+    pub fn apply(&mut self, command: Command) {
         let tpi = self.model.tasks_per_instance;
         let max_instances = self.model.max_instances;
         let before = (self.desired_tasks, self.desired_instances);
@@ -694,6 +795,7 @@ impl<'a> World<'a> {
                 desired_tasks: self.desired_tasks,
                 desired_instances: self.desired_instances,
                 reason: command.reason,
+                calls: Vec::new(),
             });
         }
     }
@@ -724,31 +826,6 @@ impl<'a> World<'a> {
                     let candidates: Vec<usize> = self.live_instances.iter().copied().collect();
                     let victim = candidates[self.rng.below(candidates.len())];
                     self.terminate_instance(victim);
-                }
-            }
-            InstanceControl::IdleOnly => {
-                for _ in live..self.desired_instances {
-                    self.launch_instance();
-                }
-                if live > self.desired_instances {
-                    let excess = (live - self.desired_instances) as usize;
-                    // Booting instances first, then the newest empty one.
-                    let mut empty: Vec<usize> = self
-                        .live_instances
-                        .iter()
-                        .copied()
-                        .filter(|&i| self.instances[i].tasks.is_empty())
-                        .collect();
-                    empty.sort_by_key(|&i| {
-                        (
-                            self.instances[i].state != InstanceState::Booting,
-                            Reverse(self.instances[i].launched_ms),
-                            Reverse(i),
-                        )
-                    });
-                    for i in empty.into_iter().take(excess) {
-                        self.terminate_instance(i);
-                    }
                 }
             }
             InstanceControl::ClusterAutoscaler { .. } => {
@@ -813,6 +890,7 @@ impl<'a> World<'a> {
             // removable.
             let slot = self.live_instances.iter().copied().find(|&i| {
                 self.instances[i].state == InstanceState::InService
+                    && !self.instances[i].draining
                     && self.instances[i].tasks.len() < tpi
             });
             match slot {
@@ -874,9 +952,164 @@ impl<'a> World<'a> {
         self.desired_instances = self.live_instances.len() as u32;
     }
 
+    // ---- the geobatch controller's observations and calls ---------------------------
+
+    /// What the controller's observer reads from SQS, ECS and the Auto Scaling Group now.
+    /// CloudWatch is left out: the observer reads it on its own schedule
+    /// ([`World::published_cloudwatch`]).
+    pub fn snapshot(&self) -> PoolSnapshot {
+        let view = self.view();
+        PoolSnapshot {
+            observation: Observation {
+                queue: Some(QueueDepth {
+                    visible: u64::from(view.queue.visible),
+                    in_flight: u64::from(view.queue.in_flight),
+                    delayed: u64::from(view.queue.delayed),
+                }),
+                service: Some(ServiceTasks {
+                    desired: view.desired_tasks,
+                    running: view.running_tasks,
+                    pending: view.pending_tasks,
+                }),
+                instances: Some(InstanceGroup {
+                    desired: view.desired_instances,
+                    in_service: view.in_service_instances,
+                }),
+                latest_empty_receives: None,
+            },
+            hosts: Some(self.live_instances.iter().map(|&i| self.host(i)).collect()),
+            cloudwatch_visible: None,
+            errors: Vec::new(),
+        }
+    }
+
+    /// CloudWatch datapoints published by now, oldest first.
+    pub fn published_cloudwatch(&self) -> &[CloudWatchPoint] {
+        self.view().cloudwatch
+    }
+
+    /// One instance as `DescribeAutoScalingGroups` and `DescribeContainerInstances` show it:
+    /// `Pending` and unregistered while it boots.
+    fn host(&self, i: usize) -> Host {
+        let inst = &self.instances[i];
+        let registered = inst.state == InstanceState::InService;
+        let count = |wanted: fn(&TaskState) -> bool| {
+            inst.tasks
+                .iter()
+                .filter(|&&t| wanted(&self.tasks[t].state))
+                .count() as u32
+        };
+        Host {
+            instance_id: instance_id(i),
+            lifecycle_state: if registered { "InService" } else { "Pending" }.to_owned(),
+            container: registered.then(|| ContainerInstance {
+                arn: container_arn(i),
+                status: if inst.draining { "DRAINING" } else { "ACTIVE" }.to_owned(),
+                running_tasks: count(|s| matches!(s, TaskState::Idle | TaskState::Busy { .. })),
+                pending_tasks: count(|s| matches!(s, TaskState::Starting)),
+                // Told to stop and still finishing its file inside the stop timeout.
+                stopping_tasks: count(|s| matches!(s, TaskState::Draining { .. })),
+            }),
+        }
+    }
+
+    /// Carries out one of the controller's calls as AWS would, or refuses it as AWS would.
+    /// Nothing stops the controller from doing harm here: terminating a busy instance kills
+    /// its workers, and the interruptions are counted. Keeping that from happening is the
+    /// plan's job, and this is where the simulator checks it.
+    pub fn act(&mut self, action: &Action) -> Result<(), ApiError> {
+        let call = action.call();
+        match action {
+            Action::UpdateService { desired_count, .. } => {
+                if *desired_count != self.desired_tasks {
+                    self.desired_tasks = *desired_count;
+                    self.scaling_actions += 1;
+                }
+            }
+            Action::SetDesiredCapacity {
+                desired_capacity, ..
+            } => {
+                if *desired_capacity > self.model.max_instances {
+                    return Err(refused(
+                        call,
+                        ApiErrorKind::Invalid,
+                        format!(
+                            "ValidationError: new SetDesiredCapacity value {desired_capacity} \
+                             is above max value {}",
+                            self.model.max_instances
+                        ),
+                    ));
+                }
+                if *desired_capacity != self.desired_instances {
+                    self.desired_instances = *desired_capacity;
+                    self.scaling_actions += 1;
+                }
+            }
+            Action::DrainContainerInstance {
+                container_instance_arn,
+                ..
+            } => {
+                let i = self.registered(call, container_instance_arn)?;
+                self.instances[i].draining = true;
+                // ECS stops the service's tasks on a draining instance (scale-in protection
+                // does not hold them) and the service starts replacements elsewhere.
+                let on_it: Vec<usize> = self.instances[i].tasks.iter().copied().collect();
+                for task in on_it {
+                    self.stop_task(task);
+                }
+            }
+            Action::ActivateContainerInstance {
+                container_instance_arn,
+                ..
+            } => {
+                let i = self.registered(call, container_instance_arn)?;
+                self.instances[i].draining = false;
+            }
+            Action::TerminateInstance {
+                instance_id: id, ..
+            } => {
+                let i = id
+                    .strip_prefix("i-")
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .filter(|&i| self.live_instances.contains(&i) && instance_id(i) == *id)
+                    .ok_or_else(|| {
+                        refused(
+                            call,
+                            ApiErrorKind::NotFound,
+                            format!("instance {id} is not in the group"),
+                        )
+                    })?;
+                self.terminate_instance(i);
+                self.desired_instances = self.desired_instances.saturating_sub(1);
+                self.scaling_actions += 1;
+            }
+        }
+        self.reconcile();
+        Ok(())
+    }
+
+    /// The instance under a container instance ARN, if it is registered in the cluster.
+    fn registered(&self, call: &'static str, arn: &str) -> Result<usize, ApiError> {
+        arn.rsplit('/')
+            .next()
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|&i| {
+                self.live_instances.contains(&i)
+                    && self.instances[i].state == InstanceState::InService
+                    && container_arn(i) == arn
+            })
+            .ok_or_else(|| refused(call, ApiErrorKind::NotFound, format!("{arn}: MISSING")))
+    }
+
+    /// Records a decision of the controller's loop that made calls.
+    pub fn record(&mut self, decision: DecisionRecord) {
+        self.decisions.push(decision);
+    }
+
     // ---- observation and accounting ---------------------------------------------------
 
-    fn view(&self) -> ClusterView<'_> {
+    /// What a modelled autoscaler observes now.
+    pub fn view(&self) -> ClusterView<'_> {
         let lag = secs(self.model.cloudwatch_lag_secs);
         let published = self
             .cloudwatch
@@ -1067,7 +1300,11 @@ mod tests {
             tasks: TaskControl::Daemon,
             instances: InstanceControl::AsgChoosesVictim,
         };
-        let mut world = World::new(&scenario, &model, capacity, 1);
+        let driver = Driver {
+            name: "test",
+            min_instances: 0,
+        };
+        let mut world = World::new(&scenario, &model, capacity, driver, 1);
         assert_eq!(world.check_conservation(), Ok(()));
         world.not_yet_sent = 0;
         let err = world.check_conservation().expect_err("a message vanished");

@@ -129,7 +129,8 @@ impl Fleet {
         fleet
     }
 
-    /// The config of a pool for this fleet, with short windows for tests; `edit` adjusts it.
+    /// The config of a pool for this fleet, with short windows for tests and one task per
+    /// instance and per message, so counts are easy to follow; `edit` adjusts it.
     pub fn pool(&self, edit: impl FnOnce(&mut PoolFile)) -> Pool {
         self.config(edit)
             .validate()
@@ -155,6 +156,8 @@ queue_url = "{queue_url}"
 cluster = "{cluster}"
 service = "{service}"
 auto_scaling_group = "{group}"
+tasks_per_instance = 1
+messages_per_task = 1
 max_tasks = 10
 max_instances = 10
 poll_interval_secs = 0.2

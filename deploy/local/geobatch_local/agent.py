@@ -3,9 +3,10 @@
 It does for the local stack what ECS and its agents do in AWS, and nothing more:
 - every instance InService in the worker Auto Scaling Group becomes a container instance of
   the cluster (registered in the emulator, so the controller sees it);
-- it runs the service's task definition as ``geobatch-worker`` processes, as many as the
-  service's desired count within the instances' capacity (``TasksPerInstance`` each), with
-  the definition's command and environment, and records each task in the emulator
+- it runs the service's task definition as worker containers or ``geobatch-worker``
+  processes (``runners.py``), as many as the service's desired count within the instances'
+  capacity (``TasksPerInstance`` each), with the definition's command and environment, and
+  records each task in the emulator
   (``StartTask``/``StopTask``), so running-task counts per instance are real there;
 - each task gets its own ``ECS_AGENT_URI`` and the task-protection endpoint behind it;
 - scale-in and draining stop only unprotected tasks: SIGTERM, then SIGKILL after the
@@ -19,7 +20,6 @@ Moto does not implement ECS task protection nor run tasks, which is why this exi
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import threading
 import time
@@ -29,9 +29,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
-from . import processes
 from .emulator import Emulator, free_port
 from .placement import InstanceView, TaskView, plan
+from .runners import TaskRunner
 from .stack import Stack
 
 PROTECTION_PATH = "/task-protection/v1/state"
@@ -41,7 +41,7 @@ MAX_PROTECTION_MINUTES = 2880
 
 @dataclass
 class Task:
-    """One worker process standing in for one ECS task."""
+    """One worker container or process standing in for one ECS task."""
 
     task_arn: str
     instance_id: str
@@ -67,17 +67,15 @@ class EcsAgentStandIn:
         self,
         emulator: Emulator,
         stack: Stack,
-        worker_binary: Path,
+        runner: TaskRunner,
         log_dir: Path,
-        base_env: dict[str, str],
         poll_secs: float = 0.5,
         on_event: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self._emulator = emulator
         self._stack = stack
-        self._worker_binary = worker_binary
+        self._runner = runner
         self._log_dir = log_dir
-        self._base_env = base_env
         self._poll_secs = poll_secs
         self._on_event = on_event
         self._ecs = emulator.client("ecs")
@@ -100,7 +98,7 @@ class EcsAgentStandIn:
         )["taskDefinition"]
         self._task_definition_arn = definition["taskDefinitionArn"]
         container = definition["containerDefinitions"][0]
-        self._command = list(container.get("command", []))
+        self._container = container
         self._environment = {e["name"]: e["value"] for e in container.get("environment", [])}
         self._stop_timeout_secs = float(container.get("stopTimeout", stack.stop_timeout_secs))
 
@@ -121,14 +119,15 @@ class EcsAgentStandIn:
             tasks = list(self._tasks.values())
         for task in tasks:
             if task.process.poll() is None:
-                processes.signal_group(task.process, signal.SIGTERM)
+                self._runner.stop(task.task_id, task.process, self._stop_timeout_secs)
         deadline = time.monotonic() + self._stop_timeout_secs
         for task in tasks:
             try:
                 task.process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                pass
-            processes.terminate(task.process, 0)
+                self._runner.kill(task.task_id, task.process)
+                task.process.wait()
+        self._runner.cleanup()
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=30)
@@ -163,7 +162,7 @@ class EcsAgentStandIn:
                 return
             task.stop_reason = "killed (SIGKILL) by fault injection"
             self._emit("task-killed", task, reason=task.stop_reason)
-            processes.signal_group(task.process, signal.SIGKILL)
+            self._runner.kill(task.task_id, task.process)
 
     def stop_externally(self, task_arn: str, reason: str) -> None:
         """SIGTERM a task regardless of protection, as `aws ecs stop-task` does."""
@@ -235,7 +234,7 @@ class EcsAgentStandIn:
             for task in [t for t in self._tasks.values() if t.instance_id == instance_id and t.process.poll() is None]:
                 task.stop_reason = "instance terminated"
                 self._emit("task-lost-with-instance", task, protected=task.protected(now), reason=task.stop_reason)
-                processes.signal_group(task.process, signal.SIGKILL)
+                self._runner.kill(task.task_id, task.process)
                 task.process.wait()
             arn = self._container_instances.pop(instance_id)
             self._ecs.deregister_container_instance(cluster=self._stack.cluster, containerInstance=arn, force=True)
@@ -257,14 +256,14 @@ class EcsAgentStandIn:
             if task.stopping_since is not None and task.process.poll() is None:
                 if time.monotonic() - task.stopping_since > self._stop_timeout_secs:
                     self._emit("task-sigkill-after-stop-timeout", task)
-                    processes.signal_group(task.process, signal.SIGKILL)
+                    self._runner.kill(task.task_id, task.process)
 
     def _begin_stop(self, task: Task, reason: str) -> None:
         now = time.time()
         task.stopping_since = time.monotonic()
         task.stop_reason = reason
         self._emit("task-stopping", task, protected=task.protected(now), reason=reason)
-        processes.signal_group(task.process, signal.SIGTERM)
+        self._runner.stop(task.task_id, task.process, self._stop_timeout_secs)
 
     def _start_task(self, instance_id: str) -> None:
         started = self._ecs.start_task(
@@ -277,7 +276,6 @@ class EcsAgentStandIn:
         task_arn = started["taskArn"]
         task_id = task_arn.rsplit("/", 1)[-1]
         env = {
-            **self._base_env,
             **self._emulator.child_env(),
             **self._environment,
             "ECS_AGENT_URI": f"{self.protection_endpoint}/api/{task_id}",
@@ -285,7 +283,7 @@ class EcsAgentStandIn:
         }
         log_path = self._log_dir / f"task-{task_id}.log"
         with open(log_path, "ab") as log:
-            process = processes.spawn([str(self._worker_binary), *self._command], env=env, stdout=log, stderr=log)
+            process = self._runner.start(task_id, self._container, env, log)
         task = Task(task_arn, instance_id, process, log_path, time.time())
         self._tasks[task_arn] = task
         self._emit("task-started", task)

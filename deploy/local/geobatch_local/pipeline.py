@@ -3,19 +3,22 @@
 `LocalPipeline` is a context manager shared by the demo and the fault test. Entering it
 starts the emulator, deploys the production template into it (applying what the emulator
 ignores), starts ``geobatch-controller run`` live against it with the configuration the
-stack's controller instance would write, and starts the ECS agent stand-in, which runs
-``geobatch-worker run`` processes as the service's tasks. Leaving it stops all of them:
+stack's controller instance would write, and starts the ECS agent stand-in, which runs the
+service's tasks as worker containers when the worker image holds the freshly built binary
+(``make images``), else as ``geobatch-worker`` processes (``runners.py``). Leaving it stops all of them:
 workers first (SIGTERM, then SIGKILL after the stop timeout), then the controller, then the
 emulator. Every child also dies with this process if it is killed outright.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from . import runners
 from . import stack as stack_module
 from .agent import EcsAgentStandIn
 from .emulator import Emulator, base_env, free_port
@@ -34,6 +37,9 @@ class Settings:
     stack_name: str = "geobatch-local"
     parameters: dict[str, str] = field(default_factory=dict)
     moto_server: Path = VENV_MOTO
+    # How worker tasks run: "container", "process", or "auto" (containers when the image holds
+    # the binary in target_dir); GEOBATCH_LOCAL_RUNNER sets it for the demo and the fault test.
+    runner: str = field(default_factory=lambda: os.environ.get("GEOBATCH_LOCAL_RUNNER", "auto"))
 
 
 class LocalPipeline:
@@ -76,12 +82,16 @@ class LocalPipeline:
             if not binary.is_file():
                 raise SystemExit(f"{binary} is missing: build it first (`cargo build -p {binary.name}`)")
 
+        runner = runners.choose(self.settings.runner, worker, base_env())
+        self.say(f"0. {runner.description}")
+
         self.say("1. starting the local AWS emulator (moto, loopback only)")
         self.emulator = Emulator.start(self.supervisor, self.settings.moto_server, self._log("moto.log"))
         self.say(f"   emulator at {self.emulator.endpoint_url}")
 
         self.say("2. deploying deploy/cloudformation/geobatch.yaml into it")
-        parameters = {"NamePrefix": self.settings.stack_name, "WorkerImage": str(worker), "ControllerImage": str(controller), **self.settings.parameters}
+        worker_image = runners.WORKER_IMAGE if isinstance(runner, runners.PodmanRunner) else str(worker)
+        parameters = {"NamePrefix": self.settings.stack_name, "WorkerImage": worker_image, "ControllerImage": str(controller), **self.settings.parameters}
         self.stack = stack_module.deploy(self.emulator, self.settings.stack_name, parameters, report=lambda m: self.say("   " + m))
 
         self.say("3. starting the controller (live) and the ECS agent stand-in")
@@ -104,7 +114,7 @@ class LocalPipeline:
             f"   controller: {config_path}, metrics at http://{listen}/metrics, decisions in "
             f"{out / 'controller-decisions.jsonl'}, log {out / 'controller.log'}"
         )
-        self.agent = EcsAgentStandIn(self.emulator, self.stack, worker, out / "tasks", base_env())
+        self.agent = EcsAgentStandIn(self.emulator, self.stack, runner, out / "tasks")
         self.agent.start()
         self.say(f"   agent stand-in: task protection at {self.agent.protection_endpoint}, task logs in {out / 'tasks'}")
         self.started_at = time.monotonic()

@@ -200,6 +200,28 @@ def _apply_ignored(
                 applied(f"{logical_id} (AWS::S3::BucketPolicy, PutBucketPolicy)")
         elif kind == "AWS::S3::Bucket":
             _apply_bucket_properties(s3, logical_id, stack.physical_ids[logical_id], props, applied)
+        elif kind == "AWS::AutoScaling::AutoScalingGroup" and resource["Properties"].get("CapacityRebalance") is True:
+            report(
+                f"  the emulator ignored {logical_id}.CapacityRebalance; not applied locally: moto's "
+                "UpdateAutoScalingGroup cannot round-trip the mixed instances policy, and nothing local "
+                "emulates rebalancing"
+            )
+        elif kind == "AWS::AutoScaling::WarmPool" and logical_id not in stack.physical_ids:
+            condition = resource.get("Condition")
+            if condition is None or resolver.condition(condition, template.get("Conditions", {})):
+                warm_pool = resolver.resolve(resource["Properties"])
+                emulator.client("autoscaling").put_warm_pool(**_warm_pool_api_shape(warm_pool))
+                applied(f"{logical_id} (AWS::AutoScaling::WarmPool, PutWarmPool)")
+
+
+def _warm_pool_api_shape(props: dict[str, Any]) -> dict[str, Any]:
+    """CloudFormation's AWS::AutoScaling::WarmPool properties → PutWarmPool's parameters."""
+    known = {"AutoScalingGroupName", "PoolState", "MinSize", "MaxGroupPreparedCapacity", "InstanceReusePolicy"}
+    if set(props) - known:
+        raise cfn.UnsupportedIntrinsic(f"warm pool properties {sorted(set(props) - known)}")
+    shape = {k: v for k, v in props.items() if k in {"AutoScalingGroupName", "PoolState", "InstanceReusePolicy"}}
+    shape.update({k: int(props[k]) for k in ("MinSize", "MaxGroupPreparedCapacity") if k in props})
+    return shape
 
 
 def _apply_bucket_properties(s3, logical_id: str, bucket: str, props: dict[str, Any], applied: Callable[[str], None]) -> None:

@@ -2,8 +2,9 @@
 
 The local stack applies some properties of the template itself (those the emulator ignores),
 so it needs the values CloudFormation would have passed: ``Ref``, ``Fn::GetAtt`` and
-``Fn::Sub`` over parameters, pseudo parameters and deployed resources. Only these three are
-supported; anything else raises, so a template change that needs more cannot go unnoticed.
+``Fn::Sub`` over parameters, pseudo parameters and deployed resources, and conditions built
+from ``Fn::Equals``, ``Fn::Not``, ``Fn::And`` and ``Fn::Or``. Only these are supported;
+anything else raises, so a template change that needs more cannot go unnoticed.
 """
 
 from __future__ import annotations
@@ -57,6 +58,28 @@ class Resolver:
         if isinstance(value, list):
             return [self.resolve(v) for v in value]
         return value
+
+    def condition(self, name: str, conditions: dict[str, Any]) -> bool:
+        """Evaluates the template condition `name` (``Fn::Equals``, ``Fn::Not``, ``Fn::And``,
+        ``Fn::Or`` and ``Condition`` references; anything else raises)."""
+
+        def evaluate(value: Any) -> bool:
+            if isinstance(value, dict) and len(value) == 1:
+                (key, arg), = value.items()
+                if key == "Condition":
+                    return evaluate(conditions[arg])
+                if key == "Fn::Equals":
+                    left, right = (self.resolve(v) for v in arg)
+                    return str(left) == str(right)
+                if key == "Fn::Not":
+                    return not evaluate(arg[0])
+                if key == "Fn::And":
+                    return all(evaluate(v) for v in arg)
+                if key == "Fn::Or":
+                    return any(evaluate(v) for v in arg)
+            raise UnsupportedIntrinsic(f"condition {name}: {value!r}")
+
+        return evaluate(conditions[name])
 
     def _sub(self, arg: Any) -> str:
         if isinstance(arg, list):

@@ -20,6 +20,7 @@ from geobatch_local.agent import EcsAgentStandIn
 from geobatch_local.emulator import Emulator, base_env
 from geobatch_local.pipeline import VENV_MOTO
 from geobatch_local.processes import Supervisor, wait_until
+from geobatch_local.runners import ProcessRunner
 
 # A task that reports busy (protected) while /tmp/<dir>/busy-<task id> exists, idle otherwise,
 # and exits 0 on SIGTERM.
@@ -87,6 +88,43 @@ class LocalStackTest(unittest.TestCase):
         self.assertEqual([urllib.parse.unquote_plus(k) for k in keys], ["incoming/a b+c.geojson"])
         self.assertIn("a+b%2Bc", keys[0])
 
+    def test_the_worker_group_launches_spot_from_several_types_by_default(self):
+        stack, _, _ = self.deploy("lst-spot")
+        autoscaling = self.emulator.client("autoscaling")
+        group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[stack.worker_group])["AutoScalingGroups"][0]
+        policy = group["MixedInstancesPolicy"]
+        distribution = policy["InstancesDistribution"]
+        self.assertEqual(distribution["OnDemandBaseCapacity"], 0)
+        self.assertEqual(distribution["OnDemandPercentageAboveBaseCapacity"], 0)
+        self.assertEqual(distribution["SpotAllocationStrategy"], "price-capacity-optimized")
+        types = [o["InstanceType"] for o in policy["LaunchTemplate"]["Overrides"]]
+        self.assertEqual(types, ["c7i.large", "c6i.large", "c6a.large", "c7a.large"])
+        self.assertEqual(autoscaling.describe_warm_pool(AutoScalingGroupName=stack.worker_group).get("WarmPoolConfiguration"), None)
+
+    def test_fewer_alternative_types_and_an_on_demand_base_are_parameters(self):
+        stack, _, _ = self.deploy(
+            "lst-types", WorkerAlternativeInstanceTypes="m7i.large", OnDemandBaseCapacity="1", OnDemandPercentageAboveBaseCapacity="25"
+        )
+        autoscaling = self.emulator.client("autoscaling")
+        group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[stack.worker_group])["AutoScalingGroups"][0]
+        policy = group["MixedInstancesPolicy"]
+        self.assertEqual([o["InstanceType"] for o in policy["LaunchTemplate"]["Overrides"]], ["c7i.large", "m7i.large"])
+        self.assertEqual(policy["InstancesDistribution"]["OnDemandBaseCapacity"], 1)
+        self.assertEqual(policy["InstancesDistribution"]["OnDemandPercentageAboveBaseCapacity"], 25)
+
+    def test_the_warm_pool_keeps_stopped_on_demand_instances(self):
+        stack, _, _ = self.deploy(
+            "lst-warm", WarmPool="on", OnDemandPercentageAboveBaseCapacity="100", WarmPoolMinSize="2", WarmPoolMaxGroupPreparedCapacity="3"
+        )
+        autoscaling = self.emulator.client("autoscaling")
+        group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[stack.worker_group])["AutoScalingGroups"][0]
+        # moto reports an empty policy where AWS reports none.
+        self.assertFalse(group.get("MixedInstancesPolicy"))
+        pool = autoscaling.describe_warm_pool(AutoScalingGroupName=stack.worker_group)["WarmPoolConfiguration"]
+        self.assertEqual(pool["PoolState"], "Stopped")
+        self.assertEqual(pool["MinSize"], 2)
+        self.assertEqual(pool["MaxGroupPreparedCapacity"], 3)
+
     def test_controller_config_comes_from_the_templates_user_data(self):
         stack, _, values = self.deploy("lst-config", MaxTasks="7", PollIntervalSeconds="2")
         config = stack_module.controller_config(self.emulator, stack, values)
@@ -106,7 +144,7 @@ class LocalStackTest(unittest.TestCase):
             binary = Path(scratch) / "fake-worker"
             binary.write_text(f"#!/bin/sh\nexec {sys.executable} {program} {scratch}\n")
             binary.chmod(0o755)
-            agent = EcsAgentStandIn(self.emulator, stack, binary, Path(scratch), base_env(), poll_secs=0.2)
+            agent = EcsAgentStandIn(self.emulator, stack, ProcessRunner(binary, base_env()), Path(scratch), poll_secs=0.2)
             agent.start()
             try:
                 autoscaling.set_desired_capacity(AutoScalingGroupName=stack.worker_group, DesiredCapacity=1)

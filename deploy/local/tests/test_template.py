@@ -103,6 +103,17 @@ class TemplateAgreesWithTheProgramsTest(unittest.TestCase):
             ]),
         )
 
+    def test_spot_capacity_is_rebalanced_and_the_warm_pool_needs_on_demand(self):
+        group = self.resources["WorkerGroup"]["Properties"]
+        self.assertIs(group["CapacityRebalance"], True)
+        rule = self.template["Rules"]["WarmPoolNeedsOnDemand"]
+        self.assertEqual(rule["RuleCondition"], {"Fn::Equals": [{"Ref": "WarmPool"}, "on"]})
+        self.assertEqual(rule["Assertions"][0]["Assert"], {"Fn::Equals": [{"Ref": "OnDemandPercentageAboveBaseCapacity"}, "100"]})
+        self.assertEqual(self.resources["WorkerWarmPool"]["Condition"], "WarmPoolOn")
+        user_data = self.resources["WorkerLaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Sub"]
+        self.assertIn("ECS_WARM_POOLS_CHECK=true", user_data)
+        self.assertIn("ECS_ENABLE_SPOT_INSTANCE_DRAINING=true", user_data)
+
     def test_service_and_worker_group_start_at_zero(self):
         self.assertEqual(self.resources["WorkerService"]["Properties"]["DesiredCount"], 0)
         group = self.resources["WorkerGroup"]["Properties"]

@@ -1,14 +1,36 @@
-//! Geodesic area, perimeter and length on the WGS84 ellipsoid (Karney's algorithms, through
-//! `geographiclib-rs`).
+//! Geodesic area, perimeter and length on the WGS84 ellipsoid (Karney's algorithms: the
+//! per-edge kernel of `edge`, with `geographiclib-rs` for the edges outside its domain).
+//!
+//! Positions are `[longitude, latitude]` in degrees, as in GeoJSON.
+//!
+//! ```
+//! use geobatch_analysis::geodesic;
+//!
+//! // A one-degree square at the equator, clockwise: winding does not change the area.
+//! let ring = [[0.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, 0.0], [0.0, 0.0]];
+//! let (perimeter_m, area_m2) = geodesic::ring_perimeter_area(&ring);
+//! assert!((perimeter_m - 443_770.917).abs() < 1e-3);
+//! assert!((area_m2 - 12_308_778_361.469).abs() < 1e-2);
+//!
+//! // One degree of longitude along the equator is a * pi / 180.
+//! let length_m = geodesic::line_length(&[[0.0, 0.0], [1.0, 0.0]]);
+//! assert!((length_m - 6_378_137.0 * std::f64::consts::PI / 180.0).abs() < 1e-6);
+//! ```
 //!
 //! A polygon's area is |exterior| minus the sum of |holes|, whatever the rings' winding:
 //! many real files wind outer rings clockwise, and a winding-dependent area would report
 //! the rest of the planet for them. Each ring's area and perimeter come from one pass over
 //! its edges (one inverse geodesic problem per edge).
 
-use geographiclib_rs::{Geodesic, InverseGeodesic, PolygonArea, Winding};
+use std::sync::LazyLock;
 
+use geographiclib_rs::Geodesic;
+
+use super::edge::{self, Kernel};
 use super::geometry::{Geometry, GeometryType, Xy};
+
+/// The WGS84 ellipsoid's constants and series coefficients, computed once per process.
+static WGS84: LazyLock<Kernel> = LazyLock::new(|| Kernel::new(Geodesic::wgs84()));
 
 /// Geodesic figures of one geometry, in metres and square metres.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -23,20 +45,20 @@ pub(crate) struct Measures {
 
 /// Computes the figures of `geometry`. Sums run in file order, so they do not depend on
 /// how the input was split among threads.
-pub(crate) fn measure(geodesic: &Geodesic, geometry: &Geometry) -> Measures {
+pub(crate) fn measure(geometry: &Geometry) -> Measures {
     let mut measures = Measures::default();
-    add(geodesic, geometry, &mut measures);
+    add(geometry, &mut measures);
     measures
 }
 
-fn add(geodesic: &Geodesic, geometry: &Geometry, out: &mut Measures) {
+fn add(geometry: &Geometry, out: &mut Measures) {
     match geometry.kind {
         GeometryType::Point | GeometryType::MultiPoint => {}
         GeometryType::LineString | GeometryType::MultiLineString => {
             for index in 0..geometry.line_ends.len() {
                 let line = geometry.line(index);
                 if on_ellipsoid(line) {
-                    out.length_m += line_length(geodesic, line);
+                    out.length_m += line_length(line);
                 } else {
                     out.skipped = true;
                 }
@@ -50,7 +72,7 @@ fn add(geodesic: &Geodesic, geometry: &Geometry, out: &mut Measures) {
                         out.skipped = true;
                         continue;
                     }
-                    let (perimeter, area) = ring_perimeter_area(geodesic, ring);
+                    let (perimeter, area) = ring_perimeter_area(ring);
                     out.perimeter_m += perimeter;
                     if position == 0 {
                         out.area_m2 += area;
@@ -62,7 +84,7 @@ fn add(geodesic: &Geodesic, geometry: &Geometry, out: &mut Measures) {
         }
         GeometryType::GeometryCollection => {
             for member in &geometry.members {
-                add(geodesic, member, out);
+                add(member, out);
             }
         }
     }
@@ -74,9 +96,10 @@ fn on_ellipsoid(points: &[Xy]) -> bool {
         .all(|&[x, y]| x.is_finite() && y.is_finite() && (-90.0..=90.0).contains(&y))
 }
 
-/// Perimeter and unsigned area of a ring, closed implicitly (a repeated closing position is
-/// not an extra edge).
-pub(crate) fn ring_perimeter_area(geodesic: &Geodesic, ring: &[Xy]) -> (f64, f64) {
+/// Perimeter (m) and unsigned area (m²) of a ring of `[longitude, latitude]` positions,
+/// closed implicitly (a repeated closing position is not an extra edge). Latitudes must be
+/// within ±90°.
+pub fn ring_perimeter_area(ring: &[[f64; 2]]) -> (f64, f64) {
     let open = match ring {
         [first, .., last] if first == last => &ring[..ring.len() - 1],
         _ => ring,
@@ -84,27 +107,106 @@ pub(crate) fn ring_perimeter_area(geodesic: &Geodesic, ring: &[Xy]) -> (f64, f64
     if open.len() < 2 {
         return (0.0, 0.0);
     }
-    let mut polygon = PolygonArea::new(geodesic, Winding::CounterClockwise);
-    for &[lon, lat] in open {
-        polygon.add_point(lat, lon);
+    let kernel = &*WGS84;
+    // Edges in order, the closing one last, summed as `geographiclib`'s PolygonArea does.
+    let (mut perimeter, mut area, mut crossings) = (0.0, 0.0, 0);
+    for (index, &[lon1, lat1]) in open.iter().enumerate() {
+        let [lon2, lat2] = open[(index + 1) % open.len()];
+        let terms = kernel.edge(lat1, lon1, lat2, lon2);
+        perimeter += terms.distance;
+        area += terms.area;
+        crossings += edge::transit(lon1, lon2);
     }
-    // Signed, so a clockwise ring gives minus its area rather than the planet minus it.
-    let (perimeter, area, _) = polygon.compute(true);
+    // Counter-clockwise positive and reduced to (-planet/2, planet/2], so a clockwise ring
+    // gives minus its area rather than the planet minus it.
+    let planet = kernel.planet_area();
+    let mut area = area % planet;
+    if crossings % 2 != 0 {
+        area += if area < 0.0 {
+            planet / 2.0
+        } else {
+            -planet / 2.0
+        };
+    }
+    area = -area;
+    if area > planet / 2.0 {
+        area -= planet;
+    } else if area <= -planet / 2.0 {
+        area += planet;
+    }
     (perimeter, area.abs())
 }
 
-fn line_length(geodesic: &Geodesic, line: &[Xy]) -> f64 {
+/// Geodesic length (m) of a line of `[longitude, latitude]` positions.
+pub fn line_length(line: &[[f64; 2]]) -> f64 {
+    let kernel = &*WGS84;
     line.windows(2)
         .map(|pair| {
-            let distance: f64 = geodesic.inverse(pair[0][1], pair[0][0], pair[1][1], pair[1][0]);
-            distance
+            kernel
+                .edge(pair[0][1], pair[0][0], pair[1][1], pair[1][0])
+                .distance
         })
         .sum()
 }
 
 #[cfg(test)]
 mod test {
+    use geographiclib_rs::{PolygonArea, Winding};
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// `geographiclib`'s own polygon area of `ring`, as the engine computed it before the
+    /// kernel: the reference the kernel must reproduce.
+    fn library_ring(ring: &[Xy]) -> (f64, f64) {
+        let open = &ring[..ring.len() - 1];
+        let geodesic = Geodesic::wgs84();
+        let mut polygon = PolygonArea::new(&geodesic, Winding::CounterClockwise);
+        for &[lon, lat] in open {
+            polygon.add_point(lat, lon);
+        }
+        let (perimeter, area, _) = polygon.compute(true);
+        (perimeter, area.abs())
+    }
+
+    proptest! {
+        /// Star-shaped rings of any size, anywhere: around a pole, across the antimeridian,
+        /// from a building to a continent.
+        #[test]
+        fn rings_match_the_library(
+            lon in -180f64..180.0,
+            lat in -90f64..90.0,
+            radius in prop::sample::select(vec![1e-5, 1e-3, 0.05, 1.0, 10.0, 40.0]),
+            wobble in prop::collection::vec(0.6f64..1.0, 3..60),
+            clockwise in any::<bool>(),
+        ) {
+            let n = wobble.len();
+            let mut ring: Vec<Xy> = wobble
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let angle = std::f64::consts::TAU * i as f64 / n as f64;
+                    let x = lon + radius * r * angle.cos();
+                    let y = (lat + radius * r * angle.sin()).clamp(-90.0, 90.0);
+                    [if x > 180.0 { x - 360.0 } else if x < -180.0 { x + 360.0 } else { x }, y]
+                })
+                .collect();
+            if clockwise {
+                ring.reverse();
+            }
+            ring.push(ring[0]);
+            let (perimeter, area) = ring_perimeter_area(&ring);
+            let (expected_perimeter, expected_area) = library_ring(&ring);
+            prop_assert!(
+                (perimeter - expected_perimeter).abs() <= 1e-13 * expected_perimeter + 1e-8 * n as f64,
+                "perimeter {perimeter} vs {expected_perimeter}"
+            );
+            prop_assert!(
+                (area - expected_area).abs() <= 1e-12 * expected_area + 1e-4 * n as f64,
+                "area {area} vs {expected_area}"
+            );
+        }
+    }
 
     fn square(clockwise: bool) -> Vec<Xy> {
         let mut ring = vec![[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 0.0]];
@@ -117,9 +219,8 @@ mod test {
     #[test]
     fn one_degree_square_matches_geographiclib() {
         // GeographicLib's own figures for this square (Planimeter, WGS84).
-        let geodesic = Geodesic::wgs84();
         for clockwise in [false, true] {
-            let (perimeter, area) = ring_perimeter_area(&geodesic, &square(clockwise));
+            let (perimeter, area) = ring_perimeter_area(&square(clockwise));
             assert!(
                 (perimeter - 443_770.917_248_302).abs() < 1e-6,
                 "{perimeter}"
@@ -130,7 +231,6 @@ mod test {
 
     #[test]
     fn holes_are_subtracted_whatever_their_winding() {
-        let geodesic = Geodesic::wgs84();
         let mut polygon = Geometry::new(GeometryType::Polygon);
         let shell: Vec<Xy> = square(true)
             .iter()
@@ -145,10 +245,9 @@ mod test {
             polygon.line_ends.push(polygon.points.len());
         }
         polygon.part_ends.push(polygon.line_ends.len());
-        let measures = measure(&geodesic, &polygon);
-        let (_, shell_area) = ring_perimeter_area(&geodesic, &shell);
+        let measures = measure(&polygon);
+        let (_, shell_area) = ring_perimeter_area(&shell);
         let (_, hole_area) = ring_perimeter_area(
-            &geodesic,
             &square(false)
                 .iter()
                 .map(|&[x, y]| [x + 1.0, y + 1.0])
@@ -160,23 +259,21 @@ mod test {
 
     #[test]
     fn latitudes_off_the_ellipsoid_are_skipped_not_nan() {
-        let geodesic = Geodesic::wgs84();
         let mut line = Geometry::new(GeometryType::LineString);
         line.points = vec![[0.0, 0.0], [3_000_000.0, 6_000_000.0]];
         line.line_ends.push(2);
-        let measures = measure(&geodesic, &line);
+        let measures = measure(&line);
         assert!(measures.skipped);
         assert_eq!(measures.length_m, 0.0);
     }
 
     #[test]
     fn line_length_along_the_equator() {
-        let geodesic = Geodesic::wgs84();
         let mut line = Geometry::new(GeometryType::LineString);
         line.points = vec![[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]];
         line.line_ends.push(3);
         // One degree of longitude on the WGS84 equator: a * pi / 180.
         let expected = 2.0 * 6_378_137.0 * std::f64::consts::PI / 180.0;
-        assert!((measure(&geodesic, &line).length_m - expected).abs() < 1e-6);
+        assert!((measure(&line).length_m - expected).abs() < 1e-6);
     }
 }

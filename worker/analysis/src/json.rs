@@ -181,14 +181,29 @@ impl<'a> Cursor<'a> {
                             self.pos += 1
                         }
                         Some(b'u') => {
-                            let hex = self.bytes.get(self.pos + 1..self.pos + 5);
-                            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                            let unit = self.hex4_at(self.pos + 1)?;
+                            self.pos += 5;
+                            // A UTF-16 surrogate must come as a high-low pair, as serde_json
+                            // (and `unescape`) require: a lone one encodes no character.
+                            if (0xdc00..0xe000).contains(&unit) {
                                 return Err(self.error(
                                     ErrorKind::InvalidJson,
-                                    "\\u escape needs four hex digits",
+                                    "a \\u escape holds a lone low surrogate",
                                 ));
                             }
-                            self.pos += 5;
+                            if (0xd800..0xdc00).contains(&unit) {
+                                let low = match self.bytes.get(self.pos..self.pos + 2) {
+                                    Some(b"\\u") => self.hex4_at(self.pos + 2)?,
+                                    _ => 0,
+                                };
+                                if !(0xdc00..0xe000).contains(&low) {
+                                    return Err(self.error(
+                                        ErrorKind::InvalidJson,
+                                        "a \\u escape holds a high surrogate without its low half",
+                                    ));
+                                }
+                                self.pos += 6;
+                            }
                         }
                         None => {
                             return Err(
@@ -221,6 +236,20 @@ impl<'a> Cursor<'a> {
         }
         self.pos += 1;
         Ok((raw, escaped))
+    }
+
+    /// The value of the four hex digits at `pos` (after a `\\u`).
+    fn hex4_at(&self, pos: usize) -> Result<u32> {
+        match self.bytes.get(pos..pos + 4) {
+            Some(hex) if hex.iter().all(u8::is_ascii_hexdigit) => Ok(hex
+                .iter()
+                .fold(0, |v, &h| v * 16 + char::from(h).to_digit(16).unwrap_or(0))),
+            _ => Err(AnalysisError::at(
+                ErrorKind::InvalidJson,
+                self.base + pos as u64,
+                "\\u escape needs four hex digits",
+            )),
+        }
     }
 
     /// Reads a string and returns its decoded value.
@@ -534,6 +563,7 @@ mod test {
             ),
             ("[]", JsonType::Array),
             ("\"s\\u00e9\"", JsonType::String),
+            ("\"\\ud83d\\ude00\"", JsonType::String),
             ("true", JsonType::Boolean),
             ("null", JsonType::Null),
             ("-1.5e3", JsonType::Number),
@@ -551,6 +581,9 @@ mod test {
             "tru",
             "\"\\x\"",
             "{1:2}",
+            "\"\\ud83d\"",
+            "\"\\ud83d\\u0041\"",
+            "\"\\ude00\"",
         ] {
             let mut cursor = Cursor::new(bad.as_bytes(), 0);
             assert!(

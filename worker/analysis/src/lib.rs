@@ -1,6 +1,43 @@
 //! Streaming GeoJSON analysis: the library behind `geobatch-worker analyze` and the service.
 //!
-//! Pure apart from the reader it is given: no clocks, no environment, no output.
+//! Pure apart from the reader it is given: no clocks, no environment, no output. No AWS and
+//! no async runtime either: the crate builds in seconds and runs anywhere a `Read` does.
+//!
+//! # Example
+//!
+//! ```
+//! use geobatch_analysis::{AnalysisOptions, analyze_reader};
+//!
+//! let geojson = br#"{"type": "FeatureCollection", "features": [
+//!   {"type": "Feature", "properties": {"name": "square"},
+//!    "geometry": {"type": "Polygon",
+//!                 "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]}},
+//!   {"type": "Feature", "properties": {"name": "bow tie"},
+//!    "geometry": {"type": "Polygon",
+//!                 "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}}
+//! ]}"#;
+//! let report = analyze_reader(&geojson[..], &AnalysisOptions::default())?;
+//! assert_eq!(report.features, 2);
+//! assert_eq!(report.vertices, 10);
+//! assert_eq!(report.geometry_types["Polygon"], 2);
+//! assert_eq!(report.properties["name"].types["string"], 2);
+//! // The bow tie crosses itself: GEOS's words, and where.
+//! assert_eq!(report.invalid_geometries, 1);
+//! assert_eq!(report.invalid[0].feature, 1);
+//! assert_eq!(report.invalid[0].reason, "Self-intersection");
+//! assert_eq!(report.invalid[0].location, Some([0.5, 0.5]));
+//! # Ok::<(), geobatch_analysis::AnalysisError>(())
+//! ```
+//!
+//! Errors say what is wrong and where (a byte offset in the input):
+//!
+//! ```
+//! use geobatch_analysis::{AnalysisOptions, ErrorKind, analyze_reader};
+//!
+//! let err = analyze_reader(&br#"{"type": "FeatureCollection", "features": [{"#[..],
+//!                          &AnalysisOptions::default()).unwrap_err();
+//! assert_eq!(err.kind, ErrorKind::Truncated);
+//! ```
 //!
 //! # Layout
 //! - [`error`]: [`AnalysisError`] and its [`ErrorKind`]s.
@@ -8,15 +45,21 @@
 //! - `json`: the byte-level cursor that validates and walks one feature.
 //! - `feature`: a feature's bytes to its geometry, id and property types.
 //! - `geometry`: the flat in-memory form of a geometry.
-//! - `geodesic`: WGS84 area, perimeter and length (Karney).
+//! - `edge`: the per-edge inverse geodesic kernel (distance and area term).
+//! - [`geodesic`]: WGS84 area, perimeter and length (Karney), also usable on their own.
 //! - `validity`: OGC simple-feature validity in near-linear time.
 //! - [`report`]: the [`Report`] and the ordered merge of per-batch summaries.
+//! - [`georust`] (cargo feature `geo`): each feature to a user's analysis as a
+//!   `geo::Geometry` with its `geojson` properties, and report outputs as GeoJSON.
 //! - `pipeline`: the splitter thread, worker threads and bounded queues.
 
+mod edge;
 pub mod error;
 mod feature;
-mod geodesic;
+pub mod geodesic;
 mod geometry;
+#[cfg(feature = "geo")]
+pub mod georust;
 mod json;
 mod pipeline;
 pub mod report;
@@ -63,6 +106,26 @@ impl Default for AnalysisOptions {
             threads: 2,
         }
     }
+}
+
+/// Analysis threads for each of `concurrent_files` analyses running at once on `cpus` cores:
+/// the cores shared out, at least one each.
+///
+/// Each analysis also has its reading thread (the caller's), which splits the input and is
+/// mostly waiting on the workers; so `cpus / concurrent_files` workers per file keep every
+/// core busy without the oversubscription of a fixed count (2 per file made N concurrent
+/// files run 3N threads).
+///
+/// ```
+/// use geobatch_analysis::threads_per_file;
+///
+/// assert_eq!(threads_per_file(8, 1), 8);
+/// assert_eq!(threads_per_file(8, 3), 2);
+/// assert_eq!(threads_per_file(2, 4), 1);
+/// assert_eq!(threads_per_file(0, 0), 1);
+/// ```
+pub fn threads_per_file(cpus: usize, concurrent_files: usize) -> usize {
+    (cpus / concurrent_files.max(1)).max(1)
 }
 
 /// Analyses GeoJSON read from `input`, streaming: memory stays bounded by the options, not

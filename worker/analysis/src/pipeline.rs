@@ -11,8 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
-use geographiclib_rs::Geodesic;
-
 use super::AnalysisOptions;
 use super::error::{AnalysisError, ErrorKind};
 use super::feature::{self, Shape};
@@ -26,13 +24,36 @@ type Result<T> = std::result::Result<T, AnalysisError>;
 /// Bytes of batch data allowed in flight per worker thread (beyond one oversized feature).
 const IN_FLIGHT_BYTES_PER_THREAD: usize = 4 << 20;
 
+/// The built-in analysis: every batch to a [`BatchSummary`], merged into one [`Report`].
 pub(crate) fn run<R: Read + Send>(input: R, options: &AnalysisOptions) -> Result<Report> {
+    let mut merger = Merger::new(options.max_invalid_samples, options.max_property_names);
+    let bytes = run_batches(
+        input,
+        options,
+        &|batch| analyze_batch(batch, options),
+        &mut |summary| merger.merge(summary),
+    )?;
+    Ok(merger.finish(bytes))
+}
+
+/// Splits `input` into batches, runs `work` on each on the analysis threads, and hands the
+/// results to `merge` on the calling thread strictly in input order. Returns the bytes read.
+pub(crate) fn run_batches<R, T>(
+    input: R,
+    options: &AnalysisOptions,
+    work: &(dyn Fn(&Batch) -> Result<T> + Sync),
+    merge: &mut dyn FnMut(T),
+) -> Result<u64>
+where
+    R: Read + Send,
+    T: Send + Default,
+{
     let threads = options.threads.max(1);
     let window = threads * 4;
     let byte_budget = threads * IN_FLIGHT_BYTES_PER_THREAD;
     let (work_tx, work_rx) = mpsc::sync_channel::<Batch>(window);
     let work_rx = Arc::new(Mutex::new(work_rx));
-    let (result_tx, result_rx) = mpsc::channel::<(u64, usize, Result<BatchSummary>)>();
+    let (result_tx, result_rx) = mpsc::channel::<(u64, usize, Result<T>)>();
     let cancelled = AtomicBool::new(false);
     // Nested GeometryCollections recurse (parse, measure, check, drop): size the stacks for
     // the deepest nesting allowed, with room for unoptimised builds.
@@ -47,9 +68,7 @@ pub(crate) fn run<R: Read + Send>(input: R, options: &AnalysisOptions) -> Result
             let spawned = std::thread::Builder::new()
                 .name(format!("analysis-{index}"))
                 .stack_size(stack_bytes)
-                .spawn_scoped(scope, move || {
-                    worker(&work_rx, &result_tx, cancelled, options)
-                });
+                .spawn_scoped(scope, move || worker(&work_rx, &result_tx, cancelled, work));
             if let Err(err) = spawned {
                 return Err(AnalysisError::new(
                     ErrorKind::Io,
@@ -68,7 +87,7 @@ pub(crate) fn run<R: Read + Send>(input: R, options: &AnalysisOptions) -> Result
             in_flight_bytes: 0,
             window,
             byte_budget,
-            merger: Merger::new(options.max_invalid_samples, options.max_property_names),
+            merge,
         };
         let limits = Limits {
             max_feature_bytes: options.max_feature_bytes,
@@ -81,27 +100,26 @@ pub(crate) fn run<R: Read + Send>(input: R, options: &AnalysisOptions) -> Result
         cancelled.store(true, Ordering::Relaxed);
         drained?;
         split?;
-        Ok(coordinator.merger.finish(splitter.offset()))
+        Ok(splitter.offset())
     })
 }
 
-fn worker(
-    work: &Mutex<Receiver<Batch>>,
-    results: &mpsc::Sender<(u64, usize, Result<BatchSummary>)>,
+fn worker<T: Default>(
+    queue: &Mutex<Receiver<Batch>>,
+    results: &mpsc::Sender<(u64, usize, Result<T>)>,
     cancelled: &AtomicBool,
-    options: &AnalysisOptions,
+    work: &(dyn Fn(&Batch) -> Result<T> + Sync),
 ) {
-    let geodesic = Geodesic::wgs84();
     loop {
-        let next = match work.lock() {
+        let next = match queue.lock() {
             Ok(receiver) => receiver.recv(),
             Err(_) => return,
         };
         let Ok(batch) = next else { return };
         let outcome = if cancelled.load(Ordering::Relaxed) {
-            Ok(BatchSummary::default())
+            Ok(T::default())
         } else {
-            analyze_batch(&geodesic, &batch, options)
+            work(&batch)
         };
         if results
             .send((batch.seq, batch.data.len(), outcome))
@@ -112,20 +130,20 @@ fn worker(
     }
 }
 
-struct Coordinator {
+struct Coordinator<'m, T> {
     work_tx: Option<SyncSender<Batch>>,
-    results: Receiver<(u64, usize, Result<BatchSummary>)>,
+    results: Receiver<(u64, usize, Result<T>)>,
     /// Results that arrived ahead of an earlier batch.
-    pending: BTreeMap<u64, Result<BatchSummary>>,
+    pending: BTreeMap<u64, Result<T>>,
     next_seq: u64,
     in_flight: usize,
     in_flight_bytes: usize,
     window: usize,
     byte_budget: usize,
-    merger: Merger,
+    merge: &'m mut dyn FnMut(T),
 }
 
-impl Coordinator {
+impl<T> Coordinator<'_, T> {
     fn dispatch(&mut self, batch: Batch) -> Result<()> {
         while self.in_flight > 0
             && (self.in_flight >= self.window
@@ -147,7 +165,7 @@ impl Coordinator {
         self.pending.insert(seq, outcome);
         while let Some(outcome) = self.pending.remove(&self.next_seq) {
             self.next_seq += 1;
-            self.merger.merge(outcome?);
+            (self.merge)(outcome?);
         }
         Ok(())
     }
@@ -171,11 +189,7 @@ fn stopped() -> AnalysisError {
 }
 
 /// Parses and analyses every feature of a batch.
-fn analyze_batch(
-    geodesic: &geographiclib_rs::Geodesic,
-    batch: &Batch,
-    options: &AnalysisOptions,
-) -> Result<BatchSummary> {
+fn analyze_batch(batch: &Batch, options: &AnalysisOptions) -> Result<BatchSummary> {
     let mut summary = BatchSummary::default();
     let shape = batch.shape.unwrap_or(Shape::Feature);
     for (position, (range, offset)) in batch.items.iter().enumerate() {
@@ -192,9 +206,7 @@ fn analyze_batch(
         summary.add_geometry_type(geometry.kind);
         summary.vertices += geometry.vertex_count();
         add_bbox(&mut summary, &geometry);
-        summary
-            .measures
-            .push(geodesic::measure(geodesic, &geometry));
+        summary.measures.push(geodesic::measure(&geometry));
         match validity::check(&geometry) {
             Validity::Valid => {}
             Validity::Unchecked => summary.unchecked_geometries += 1,

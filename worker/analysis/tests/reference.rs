@@ -40,13 +40,13 @@ fn assert_relative(name: &str, field: &str, actual: f64, expected: f64) {
     } else {
         let relative = ((actual - expected) / expected).abs();
         assert!(
-            relative <= 1e-6,
+            relative <= 1e-12,
             "{name}: {field} {actual} vs {expected} ({relative:e} relative)"
         );
     }
 }
 
-/// Counts and bbox exactly, geodesic area and length within 1e-6 relative, and invalid
+/// Counts and bbox exactly, geodesic area and length within 1e-12 relative, and invalid
 /// counts equal to GEOS's. Our rules are GEOS's defaults (see `analysis::validity`), so no
 /// file needs an explained difference: ne_50m_countries has 3 invalid geometries (rings
 /// crossing at the antimeridian and Antarctica's edge along the pole), and
