@@ -26,20 +26,18 @@ pub async fn within<T, E: Display>(
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_call_that_never_answers_fails_at_its_deadline() {
-        let started = tokio::time::Instant::now();
         let hung = within(
-            Duration::from_secs(5),
+            Duration::from_millis(50),
             "DeleteMessage",
             std::future::pending::<Result<(), String>>(),
         )
         .await;
         assert_eq!(
             hung,
-            Err("DeleteMessage did not answer within 5.0 s".to_owned())
+            Err("DeleteMessage did not answer within 0.1 s".to_owned())
         );
-        assert_eq!(started.elapsed(), Duration::from_secs(5));
         let quick = within(Duration::from_secs(5), "x", async { Ok::<_, String>(3) }).await;
         assert_eq!(quick, Ok(3));
     }

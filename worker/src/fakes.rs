@@ -163,7 +163,7 @@ impl ObjectStore for Fakes {
 }
 
 /// Settings for the delivery-rule tests: input bucket `in1`, output `s3://out1/results/`,
-/// visibility 30 s, call deadline 5 s, retry base 10 s; `extra` flags on top.
+/// and, unless `extra` sets them, visibility 30 s, call deadline 5 s, retry base 10 s.
 pub fn config(extra: &[&str]) -> WorkerConfig {
     #[derive(clap::Parser)]
     struct Cli {
@@ -178,14 +178,17 @@ pub fn config(extra: &[&str]) -> WorkerConfig {
         "s3://out1/results/",
         "--allowed-buckets",
         "in1",
-        "--visibility-timeout",
-        "30s",
-        "--retry-base-delay",
-        "10s",
     ];
     argv.extend_from_slice(extra);
-    if !extra.contains(&"--aws-call-timeout") {
-        argv.extend_from_slice(&["--aws-call-timeout", "5s"]);
+    let defaults = [
+        ("--visibility-timeout", "30s"),
+        ("--retry-base-delay", "10s"),
+        ("--aws-call-timeout", "5s"),
+    ];
+    for (flag, value) in defaults {
+        if !extra.contains(&flag) {
+            argv.extend_from_slice(&[flag, value]);
+        }
     }
     let args = <Cli as clap::Parser>::parse_from(argv).run;
     let mut config = WorkerConfig::from_args(args).unwrap_or_else(|err| panic!("{err}"));

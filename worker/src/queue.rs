@@ -2,7 +2,7 @@
 //!
 //! [`Queue`] is what the delivery rules ([`crate::message`], [`crate::service`]) are written
 //! against: [`SqsQueue`] is the real one; the unit tests drive the same rules through an
-//! in-memory queue under paused time. Every call is made with a deadline
+//! in-memory queue with short deadlines. Every call is made with a deadline
 //! ([`crate::deadline::within`]) by the caller, so a hung endpoint cannot hold a message's
 //! fate or the shutdown drain.
 
