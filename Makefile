@@ -10,7 +10,8 @@ VENV := .venv
 CARGO ?= cargo
 
 .PHONY: all build venv test lint fmt unit clean deploy-lint deploy-unit fault-test demo \
-	bench-analysis bench-worker bench-controller bench-scaling images bench-images
+	bench-analysis bench-worker bench-controller bench-scaling images bench-images \
+	bench-hostile
 
 all: build
 
@@ -72,9 +73,11 @@ fault-test: venv
 	$(CARGO) build --workspace --all-targets
 	$(LOCAL_STACK) -m geobatch_local.fault_test --target-dir $(CURDIR)/target/debug
 
-## demo: the whole pipeline on this machine against the emulator (see docs/deploy.md).
+## demo: the whole pipeline on this machine against the emulator (see docs/deploy.md); the
+## workers run in containers when `make images` has built the image from these binaries, so
+## the build is the one `make test` and `make images` make.
 demo: venv
-	$(CARGO) build -p geobatch-worker -p geobatch-controller
+	$(CARGO) build --workspace --all-targets
 	$(LOCAL_STACK) -m geobatch_local.demo --target-dir $(CURDIR)/target/debug
 
 ## bench-worker: worker throughput on 200 small files against a private emulator (release build).
@@ -102,6 +105,12 @@ bench-images: venv images
 ## the results in docs/scaling.md and the README plot in docs/img/.
 bench-scaling:
 	bash controller/bench/scaling.sh
+
+## bench-hostile: peak RSS and time of the release analysis on adversarial inputs next to a
+## plain file of the same size (deploy/bench/hostile.py; docs/benchmarks.md, "Hostile inputs").
+bench-hostile:
+	$(CARGO) build --release -p geobatch-worker --bin geobatch-worker
+	$(PYTHON) deploy/bench/hostile.py target/release/geobatch-worker
 
 ## bench-analysis: the analysis engine against GDAL on a generated 320 MB file and
 ## countries-land-10m (needs gdal-bin, time, npm; see deploy/bench/analysis.sh).

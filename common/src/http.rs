@@ -29,7 +29,18 @@ pub async fn serve(
     health: HealthCheck,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = Router::new()
+    serve_with(listener, registry, health, Router::new(), shutdown).await
+}
+
+/// Serves `/metrics`, `/healthz` and a service's own `routes` until `shutdown` resolves.
+pub async fn serve_with(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    health: HealthCheck,
+    routes: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = routes
         .route(
             "/metrics",
             get(move || {

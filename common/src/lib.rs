@@ -8,12 +8,15 @@
 //! - [`http`]: the small HTTP listener that serves `/metrics` (Prometheus) and `/healthz`.
 //! - [`outcome`]: where the outcome of each source object is stored, and reading one back;
 //!   shared by the worker and the batch commands.
+//! - [`s3_event`]: S3 event notifications in SQS bodies: parsed (the worker) and built
+//!   (the controller's `backfill`), one format in one place.
 //! - [`shutdown`]: a future that resolves on SIGTERM or SIGINT.
 //! - `testing` (feature `testing`): starts the moto emulator for integration tests.
 
 pub mod aws;
 pub mod http;
 pub mod outcome;
+pub mod s3_event;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -32,7 +32,7 @@ python3 - "$out" "$seed" "$total_ms" "geobatch-controller ${command[*]}" "$profi
 import pathlib, re, subprocess, sys, datetime
 out, seed, total_ms, command, profile = sys.argv[1:6]
 summary = pathlib.Path(out, "summary.md").read_text().split("\n", 2)[2].strip()
-summary = summary.replace("## Targets (issue 5)", "#### Targets (issue 5)")
+summary = summary.replace("## Targets", "#### Targets")
 timings = pathlib.Path(out, "timings.txt").read_text().strip()
 cpu = "unknown CPU"
 try:

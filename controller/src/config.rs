@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{PoolPolicy, SizingTarget};
+use crate::policy::{DEFAULT_TARGET_P95_SECS, PoolPolicy, SizingTarget};
 
 /// The file as written, with defaults filled in. Serializing it gives the effective config
 /// that `check-config` prints.
@@ -69,8 +69,17 @@ pub struct PoolFile {
     /// Most instances. Keep the ASG's own MaxSize at or above it.
     #[serde(default = "default_max_instances")]
     pub max_instances: u32,
-    /// Outstanding (visible plus in-flight) messages one task is sized for. Default 4 (the
-    /// stack's `MessagesPerTask`) when the latency form is not used.
+    /// The operator's main knob: the 95th percentile of upload-to-result time the pool is
+    /// sized for. The default sizing; the policy learns time per message and arrival rate.
+    /// Default 45 when neither fixed form below is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_p95_secs: Option<f64>,
+    /// From asking for a new instance to its worker tasks polling (instance boot plus task
+    /// start): how late new capacity arrives and what a cold start costs.
+    #[serde(default = "default_cold_start_secs")]
+    pub cold_start_secs: f64,
+    /// A fixed form instead of the target: outstanding (visible plus in-flight) messages
+    /// one task is sized for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messages_per_task: Option<u32>,
     /// The latency form of the target, with `secs_per_message`: a task is sized for
@@ -83,9 +92,11 @@ pub struct PoolFile {
     /// Scale-in goes no lower than the highest recommendation of this many seconds.
     #[serde(default = "default_scale_in_stabilization_secs")]
     pub scale_in_stabilization_secs: f64,
-    /// The queue must be completely empty this long before tasks go to zero.
-    #[serde(default = "default_idle_window_secs")]
-    pub idle_window_secs: f64,
+    /// The queue must be completely empty this long before tasks go to zero (fixed forms,
+    /// default 300); with the target, the longest such hold (default 840), the derived
+    /// break-even being used when shorter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_window_secs: Option<f64>,
     /// Whether scaling to zero while tasks run also needs CloudWatch's latest period to show
     /// `NumberOfEmptyReceives` > 0. Turn off only where CloudWatch has no SQS metrics (a
     /// local emulator).
@@ -119,18 +130,29 @@ fn default_max_tasks() -> u32 {
 fn default_max_instances() -> u32 {
     PoolPolicy::default().max_instances
 }
-fn default_messages_per_task() -> u32 {
+fn default_target_p95_secs() -> f64 {
     match PoolPolicy::default().target {
-        SizingTarget::MessagesPerTask(n) => n,
-        SizingTarget::Latency { .. } => 1,
+        SizingTarget::P95 { target } => target.as_secs_f64(),
+        SizingTarget::MessagesPerTask(_) | SizingTarget::Latency { .. } => {
+            DEFAULT_TARGET_P95_SECS as f64
+        }
     }
+}
+fn default_cold_start_secs() -> f64 {
+    PoolPolicy::default().cold_start.as_secs_f64()
 }
 fn default_scale_in_stabilization_secs() -> f64 {
     PoolPolicy::default().scale_in_stabilization.as_secs_f64()
 }
-fn default_idle_window_secs() -> f64 {
-    PoolPolicy::default().idle_window.as_secs_f64()
+/// The idle window: with the target the longest hold, with a fixed form the hold itself.
+fn default_idle_window_secs(target: &SizingTarget) -> f64 {
+    match target {
+        SizingTarget::P95 { .. } => PoolPolicy::default().idle_window.as_secs_f64(),
+        SizingTarget::MessagesPerTask(_) | SizingTarget::Latency { .. } => FIXED_IDLE_WINDOW_SECS,
+    }
 }
+/// The idle window of the fixed sizing forms.
+const FIXED_IDLE_WINDOW_SECS: f64 = 300.0;
 fn default_require_empty_receives() -> bool {
     PoolPolicy::default().require_empty_receives
 }
@@ -227,10 +249,19 @@ impl ConfigFile {
     pub fn effective(&self) -> ConfigFile {
         let mut effective = self.clone();
         for pool in &mut effective.pools {
-            if pool.acceptable_latency_secs.is_none() && pool.secs_per_message.is_none() {
-                pool.messages_per_task
-                    .get_or_insert(default_messages_per_task());
+            let fixed = pool.messages_per_task.is_some()
+                || pool.acceptable_latency_secs.is_some()
+                || pool.secs_per_message.is_some();
+            if !fixed {
+                pool.target_p95_secs
+                    .get_or_insert(default_target_p95_secs());
             }
+            let idle = if fixed {
+                FIXED_IDLE_WINDOW_SECS
+            } else {
+                PoolPolicy::default().idle_window.as_secs_f64()
+            };
+            pool.idle_window_secs.get_or_insert(idle);
         }
         effective
     }
@@ -385,7 +416,13 @@ impl PoolFile {
             self.scale_in_stabilization_secs,
             0.0,
         )?;
-        let idle_window = seconds(&field("idle_window_secs"), self.idle_window_secs, 0.0)?;
+        let idle_window = seconds(
+            &field("idle_window_secs"),
+            self.idle_window_secs
+                .unwrap_or_else(|| default_idle_window_secs(&target)),
+            0.0,
+        )?;
+        let cold_start = seconds(&field("cold_start_secs"), self.cold_start_secs, 0.0)?;
         Ok(Pool {
             name: self.name.clone(),
             queue_url: self.queue_url.clone(),
@@ -404,12 +441,30 @@ impl PoolFile {
                 slots_per_task: self.slots_per_task,
                 scale_in_stabilization,
                 idle_window,
+                cold_start,
                 require_empty_receives: self.require_empty_receives,
             },
         })
     }
 
     fn target(&self, field: &dyn Fn(&str) -> String) -> Result<SizingTarget, ConfigError> {
+        let fixed = self.messages_per_task.is_some()
+            || self.acceptable_latency_secs.is_some()
+            || self.secs_per_message.is_some();
+        if let Some(target) = self.target_p95_secs {
+            if fixed {
+                return Err(invalid(
+                    &field("target_p95_secs"),
+                    "is set together with a fixed sizing form (messages_per_task, or \
+                     acceptable_latency_secs and secs_per_message)",
+                    "keep target_p95_secs (the default sizing, recommended) or the fixed form, \
+                     not both",
+                ));
+            }
+            return Ok(SizingTarget::P95 {
+                target: seconds(&field("target_p95_secs"), target, 1.0)?,
+            });
+        }
         match (
             self.messages_per_task,
             self.acceptable_latency_secs,
@@ -427,7 +482,7 @@ impl PoolFile {
                 "set at least 1 message per task",
             )),
             (Some(n), None, None) => Ok(SizingTarget::MessagesPerTask(n)),
-            (None, None, None) => Ok(SizingTarget::MessagesPerTask(default_messages_per_task())),
+            (None, None, None) => Ok(PoolPolicy::default().target),
             (None, Some(_), None) => Err(invalid(
                 &field("secs_per_message"),
                 "is missing while acceptable_latency_secs is set",
@@ -530,8 +585,9 @@ auto_scaling_group = "workers"
         let file = ConfigFile::parse(MINIMAL, Path::new("t")).expect("valid");
         let printed = toml::to_string(&file.effective()).expect("serializes");
         for line in [
-            "messages_per_task = 4",
-            "idle_window_secs = 300.0",
+            "target_p95_secs = 45.0",
+            "cold_start_secs = 105.0",
+            "idle_window_secs = 840.0",
             "slots_per_task = 2",
             "tasks_per_instance = 2",
         ] {
@@ -551,7 +607,7 @@ auto_scaling_group = "workers"
              poll_interval_secs = 0.2\nidle_window_secs = 0.5\nscale_in_stabilization_secs = 1\n"
         );
         let pool = load(&text).expect("valid").pools.remove(0);
-        assert_eq!(pool.policy.target.messages_per_task(), 7);
+        assert_eq!(pool.policy.target.messages_per_task(), Some(7));
         assert_eq!(pool.poll_interval, Duration::from_millis(200));
         assert_eq!(pool.policy.idle_window, Duration::from_millis(500));
     }
@@ -579,6 +635,13 @@ auto_scaling_group = "workers"
             ("tasks_per_instance = 0", "tasks_per_instance", "at least 1"),
             ("slots_per_task = 0", "slots_per_task", "--concurrency"),
             ("messages_per_task = 0", "messages_per_task", "at least 1"),
+            (
+                "target_p95_secs = 60\nmessages_per_task = 4",
+                "target_p95_secs",
+                "not both",
+            ),
+            ("target_p95_secs = 0.5", "target_p95_secs", "at least 1"),
+            ("cold_start_secs = -5", "cold_start_secs", "at least 0"),
             (
                 "messages_per_task = 3\nsecs_per_message = 4",
                 "messages_per_task",

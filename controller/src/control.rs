@@ -84,16 +84,21 @@ pub struct Tick {
     pub skipped: Vec<Action>,
 }
 
+/// Reads whose failure the error policy does not weigh: CloudWatch only corroborates (its
+/// failure already keeps the pool from scaling to zero) and is retried on its own
+/// interval; the warm pool only informs the log and metrics (a stack from before warm pools
+/// may not grant `DescribeWarmPool`).
+const INFORMATIVE_READS: [&str; 2] = ["GetMetricData", "DescribeWarmPool"];
+
 impl Tick {
     /// The kinds of the failures the error policy weighs: every failed call and every
-    /// failed read but CloudWatch's, which only corroborates (its failure already keeps the
-    /// pool from scaling to zero) and is retried on its own interval.
+    /// failed read but the [`INFORMATIVE_READS`].
     pub fn failure_kinds(&self) -> impl Iterator<Item = ApiErrorKind> + '_ {
         let reads = self
             .snapshot
             .errors
             .iter()
-            .filter(|err| err.call != "GetMetricData");
+            .filter(|err| !INFORMATIVE_READS.contains(&err.call));
         self.failed_calls.iter().chain(reads).map(|err| err.kind)
     }
 
@@ -273,12 +278,18 @@ impl<O: Observer, A: Actuator, C: Clock> PoolLoop<O, A, C> {
                 }
             }
         }
-        if !calls.is_empty() && show {
+        let log_line = !calls.is_empty() && show;
+        if log_line || self.log.keeps_latest() {
             let mut record =
                 DecisionRecord::new(pool, dry_run, &snapshot, &decision, calls.clone());
             record.failed = failed_calls.iter().map(ToString::to_string).collect();
             record.skipped.clone_from(&skipped);
-            self.log.write(&record);
+            if log_line {
+                self.log.write(&record);
+            } else {
+                // Not a change worth a line, but `status` shows it as the latest decision.
+                self.log.remember(record);
+            }
         }
         if dry_run {
             self.last_dry_run_calls.clone_from(&calls);

@@ -3,7 +3,12 @@
 //!
 //! It is kept apart from the diagnostic logs on stderr so `geobatch-controller run | jq`
 //! answers "why did capacity change at 03:12?" without filtering.
+//!
+//! The log also remembers each pool's latest decision, including polls that changed
+//! nothing, which the controller serves on `/decisions` for `geobatch-controller status`:
+//! stdout belongs to whatever collects the log, so another process cannot read it back.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -84,6 +89,8 @@ impl DecisionRecord {
 pub struct DecisionLog {
     /// `None` discards records without encoding them.
     out: Option<Arc<Mutex<Box<dyn Write + Send>>>>,
+    /// Each pool's latest decision, for `/decisions`; `None` when discarding.
+    latest: Option<Arc<Mutex<BTreeMap<String, DecisionRecord>>>>,
 }
 
 impl DecisionLog {
@@ -96,18 +103,53 @@ impl DecisionLog {
     pub fn to_writer(out: impl Write + Send + 'static) -> DecisionLog {
         DecisionLog {
             out: Some(Arc::new(Mutex::new(Box::new(out)))),
+            latest: Some(Arc::default()),
         }
     }
 
     /// Records nowhere: for `decide`, which prints its own records, and the simulator,
     /// which keeps its decisions in simulated time.
     pub fn discard() -> DecisionLog {
-        DecisionLog { out: None }
+        DecisionLog {
+            out: None,
+            latest: None,
+        }
     }
 
-    /// Writes one record as one line. A log that cannot be written must not stop the
-    /// controller, so a failure is reported on stderr and otherwise ignored.
+    /// Whether [`DecisionLog::remember`] keeps anything, so a caller can skip building a
+    /// record nobody will read.
+    pub fn keeps_latest(&self) -> bool {
+        self.latest.is_some()
+    }
+
+    /// Remembers a poll's decision as its pool's latest without writing a line (a poll
+    /// that changes nothing).
+    pub fn remember(&self, record: DecisionRecord) {
+        if let Some(latest) = &self.latest {
+            latest
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(record.pool.clone(), record);
+        }
+    }
+
+    /// Each pool's latest decision, by pool name.
+    pub fn latest(&self) -> Vec<DecisionRecord> {
+        self.latest.as_ref().map_or_else(Vec::new, |latest| {
+            latest
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .values()
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// Writes one record as one line, and remembers it as its pool's latest. A log that
+    /// cannot be written must not stop the controller, so a failure is reported on stderr
+    /// and otherwise ignored.
     pub fn write(&self, record: &DecisionRecord) {
+        self.remember(record.clone());
         let Some(out) = &self.out else {
             return;
         };

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`config`]: the TOML file, its defaults and validation into pools.
+//! - [`learn`]: what the policy learns from its observations (time per message, arrivals).
 //! - [`policy`]: the pure decision function shared by the loop, `decide`, dry-run and the
 //!   simulator.
 //! - [`observe`]: reads the queue, service, container instances, group and CloudWatch
@@ -15,6 +16,7 @@
 //! - [`events`]: the observable events, each owning its log line and counter.
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`aws`]: the SDK clients and the API error type.
+//! - [`ops`]: the batch commands `backfill`, `status`, `redrive` and `report`.
 //! - [`sim`]: the simulator behind `simulate`; [`simulate_command`] is its front end.
 
 pub mod actuate;
@@ -23,8 +25,10 @@ pub mod config;
 pub mod control;
 pub mod decision_log;
 pub mod events;
+pub mod learn;
 pub mod metrics;
 pub mod observe;
+pub mod ops;
 pub mod plan;
 pub mod policy;
 pub mod service;

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -10,6 +11,10 @@ use geobatch_common::telemetry::{self, LogFormat};
 use geobatch_controller::aws::AwsClients;
 use geobatch_controller::config::{Config, ConfigFile};
 use geobatch_controller::decision_log::DecisionLog;
+use geobatch_controller::ops::{
+    self, ExitStatus, OpsError, backfill::BackfillArgs, redrive::RedriveArgs, report::ReportArgs,
+    status::StatusArgs,
+};
 use geobatch_controller::service;
 use geobatch_controller::simulate_command::{self, SimulateArgs};
 
@@ -79,10 +84,40 @@ enum Command {
         file: PathBuf,
     },
     Simulate(SimulateArgs),
+    Backfill(BackfillArgs),
+    Status(StatusArgs),
+    Redrive(RedriveArgs),
+    Report(ReportArgs),
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    let batch = match cli.command {
+        Command::Backfill(args) => Batch::Backfill(args),
+        Command::Status(args) => Batch::Status(args),
+        Command::Redrive(args) => Batch::Redrive(args),
+        Command::Report(args) => Batch::Report(args),
+        command => return service_command(command),
+    };
+    match run_batch_command(&batch) {
+        Ok(()) => ExitStatus::Ok.into(),
+        Err(err) => {
+            eprintln!("geobatch-controller: {err}");
+            err.exit_status().into()
+        }
+    }
+}
+
+/// The batch commands, which have exit codes of their own (docs/operations.md).
+enum Batch {
+    Backfill(BackfillArgs),
+    Status(StatusArgs),
+    Redrive(RedriveArgs),
+    Report(ReportArgs),
+}
+
+fn service_command(command: Command) -> ExitCode {
+    match run(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("geobatch-controller: {err:#}");
@@ -91,10 +126,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Simulate(args) => simulate_command::run(args),
+        Command::Backfill(_) | Command::Status(_) | Command::Redrive(_) | Command::Report(_) => {
+            Err(anyhow::anyhow!("batch commands have their own runner"))
+        }
         Command::Decide { config, log_format } => {
             telemetry::init(log_format);
             let config = Config::load(&config)?;
@@ -133,12 +171,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot listen on {listen} (--listen)"))?;
                 tracing::info!(listen = %listen, dry_run, pools = config.pools.len(), "starting");
                 let clients = clients(&config).await;
-                let shutdown = async {
-                    match geobatch_common::shutdown::signal().await {
-                        Ok(signal) => tracing::info!(signal, "received"),
-                        Err(err) => tracing::error!(error = %err, "cannot wait for signals"),
-                    }
-                };
+                // A poll under way gets one API timeout to finish; past that the stop cuts
+                // it short, which is safe: every call stands alone and the next start
+                // observes and plans again. (systemd's `docker stop --time 20` kills later.)
+                let shutdown = geobatch_common::shutdown::graceful(
+                    config.api_timeout + Duration::from_secs(5),
+                );
                 service::run(
                     config,
                     clients,
@@ -152,6 +190,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
     }
+}
+
+/// Runs `backfill`, `status`, `redrive` or `report`; diagnostics go to stderr as text.
+fn run_batch_command(batch: &Batch) -> Result<(), OpsError> {
+    telemetry::init(LogFormat::Text);
+    let runtime = runtime().map_err(|err| OpsError::Usage(format!("{err:#}")))?;
+    runtime.block_on(async {
+        let clients = ops::setup::load().await?;
+        let mut stdout = std::io::stdout();
+        match batch {
+            Batch::Backfill(args) => ops::backfill::run(&clients, args, &mut stdout)
+                .await
+                .map(drop),
+            Batch::Status(args) => ops::status::run(&clients, args, &mut stdout)
+                .await
+                .map(drop),
+            Batch::Redrive(args) => ops::redrive::run(&clients, args, &mut stdout)
+                .await
+                .map(drop),
+            Batch::Report(args) => ops::report::run(&clients, args, &mut stdout)
+                .await
+                .map(drop),
+        }
+    })
 }
 
 fn check_config(path: &Path) -> anyhow::Result<()> {

@@ -27,6 +27,9 @@ pub struct Metrics {
     running_tasks: Family<Labels, Gauge>,
     group_desired_instances: Family<Labels, Gauge>,
     in_service_instances: Family<Labels, Gauge>,
+    pending_instances: Family<Labels, Gauge>,
+    interrupted_instances: Family<Labels, Gauge>,
+    warm_instances: Family<Labels, Gauge>,
     queue_visible: Family<Labels, Gauge>,
     queue_in_flight: Family<Labels, Gauge>,
     queue_delayed: Family<Labels, Gauge>,
@@ -88,6 +91,21 @@ impl Metrics {
             metrics.in_service_instances.clone(),
         );
         r.register(
+            "pending_instances",
+            "The Auto Scaling Group's instances on their way in (Pending*), as observed",
+            metrics.pending_instances.clone(),
+        );
+        r.register(
+            "interrupted_instances",
+            "The Auto Scaling Group's instances being taken away (Terminating*: Spot interruption, rebalance, scale-in); never counted as capacity",
+            metrics.interrupted_instances.clone(),
+        );
+        r.register(
+            "warm_instances",
+            "Instances waiting in the group's warm pool (DescribeWarmPool), as observed",
+            metrics.warm_instances.clone(),
+        );
+        r.register(
             "queue_visible_messages",
             "ApproximateNumberOfMessages of the pool's queue",
             metrics.queue_visible.clone(),
@@ -145,6 +163,13 @@ impl Metrics {
                 &by_pool,
                 group.in_service.into(),
             );
+            set(&self.pending_instances, &by_pool, group.pending.into());
+            set(
+                &self.interrupted_instances,
+                &by_pool,
+                group.interrupted.into(),
+            );
+            set(&self.warm_instances, &by_pool, group.warm.into());
         }
         if decision.direction != Direction::Hold {
             set(&self.desired_tasks, &by_pool, decision.desired_tasks.into());

@@ -1,6 +1,11 @@
 //! Observing a pool: the queue, the ECS service, its container instances and the tasks
-//! being stopped on them, the Auto Scaling Group, and (once a CloudWatch interval) the
-//! queue's SQS metrics.
+//! being stopped on them, the Auto Scaling Group and its warm pool, and (once a CloudWatch
+//! interval) the queue's SQS metrics.
+//!
+//! The group's instances are counted apart: in service (capacity), pending (booting, or
+//! started from the warm pool), interrupted (`Terminating*`: a Spot interruption, a
+//! capacity rebalance or a scale-in takes them; never capacity) and warm (stopped in the
+//! warm pool, capacity only once the group starts them).
 //!
 //! Each call that fails leaves its part of the snapshot empty and its error in
 //! [`PoolSnapshot::errors`]; the policy then holds the current size. Nothing here decides.
@@ -18,7 +23,7 @@ use serde::Serialize;
 
 use crate::aws::{ApiError, AwsClients};
 use crate::config::Pool;
-use crate::policy::{InstanceGroup, Observation, QueueDepth, ServiceTasks};
+use crate::policy::{InstanceGroup, Observation, QueueDepth, ServiceTasks, WarmPoolSize};
 
 /// Everything one poll saw of a pool.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
@@ -166,11 +171,12 @@ impl Observer for AwsObserver {
         // All reads at once, so a poll takes one round trip (or one timeout), not five.
         // CloudWatch only matters to a decision once the queue looks empty, but it is read
         // on its own schedule so the figure is there when that moment comes.
-        let (queue, service, group, containers, (reading, cloudwatch_error)) = tokio::join!(
+        let (queue, service, group, containers, warm_pool, (reading, cloudwatch_error)) = tokio::join!(
             queue_depth(&self.clients, pool),
             service_tasks(&self.clients, pool),
             group(&self.clients, pool),
             container_instances(&self.clients, pool),
+            warm_pool(&self.clients, pool),
             AwsObserver::cloudwatch(
                 &self.clients,
                 &mut self.cloudwatch,
@@ -183,6 +189,7 @@ impl Observer for AwsObserver {
         let service = keep(service, &mut errors);
         let group = keep(group, &mut errors);
         let containers = keep(containers, &mut errors);
+        let (warm_pool, warm) = keep(warm_pool, &mut errors).unwrap_or_default();
         errors.extend(cloudwatch_error);
 
         let hosts = match (&group, containers) {
@@ -202,8 +209,9 @@ impl Observer for AwsObserver {
             observation: Observation {
                 queue,
                 service,
-                instances: group.map(|(group, _)| group),
+                instances: group.map(|(group, _)| InstanceGroup { warm, ..group }),
                 latest_empty_receives: reading.empty_receives,
+                warm_pool,
             },
             hosts,
             cloudwatch_visible: reading.visible,
@@ -318,14 +326,72 @@ async fn group(
         })
         .collect();
     instances.sort();
-    let in_service = instances.iter().filter(|(_, s)| s == "InService").count();
+    let states: Vec<&str> = instances.iter().map(|(_, state)| state.as_str()).collect();
     Ok((
         InstanceGroup {
             desired: count(desired),
-            in_service: u32::try_from(in_service).unwrap_or(u32::MAX),
+            ..count_lifecycle_states(&states)
         },
         instances,
     ))
+}
+
+/// The group's instances counted by what they are to capacity (all but `desired` and
+/// `warm`, which come from elsewhere).
+pub fn count_lifecycle_states(states: &[&str]) -> InstanceGroup {
+    let tally = |matches: fn(&str) -> bool| {
+        u32::try_from(states.iter().filter(|s| matches(s)).count()).unwrap_or(u32::MAX)
+    };
+    InstanceGroup {
+        in_service: tally(|s| s == "InService"),
+        pending: tally(|s| s.starts_with("Pending")),
+        interrupted: tally(|s| s.starts_with("Terminating")),
+        ..InstanceGroup::default()
+    }
+}
+
+/// The warm pool as configured and how many instances it holds; `(None, 0)` when the group
+/// has none.
+async fn warm_pool(
+    clients: &AwsClients,
+    pool: &Pool,
+) -> Result<(Option<WarmPoolSize>, u32), ApiError> {
+    const CALL: &str = "DescribeWarmPool";
+    let mut size = None;
+    let mut warm = 0u32;
+    let mut next_token = None;
+    loop {
+        let page = clients
+            .autoscaling
+            .describe_warm_pool()
+            .auto_scaling_group_name(&pool.auto_scaling_group)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|err| ApiError::from_sdk(CALL, err))?;
+        if let Some(config) = page.warm_pool_configuration() {
+            size = Some(WarmPoolSize {
+                min_size: config.min_size().map_or(0, count),
+                max_group_prepared_capacity: config
+                    .max_group_prepared_capacity()
+                    .and_then(|max| u32::try_from(max).ok()),
+            });
+        }
+        let in_pool = page
+            .instances()
+            .iter()
+            .filter(|i| {
+                i.lifecycle_state()
+                    .is_some_and(|s| !s.as_str().starts_with("Warmed:Terminat"))
+            })
+            .count();
+        warm = warm.saturating_add(u32::try_from(in_pool).unwrap_or(u32::MAX));
+        next_token = page.next_token().map(str::to_owned);
+        if next_token.is_none() {
+            break;
+        }
+    }
+    Ok((size, warm))
 }
 
 /// The cluster's container instances by EC2 instance id, with the tasks being stopped on

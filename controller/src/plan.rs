@@ -280,8 +280,10 @@ pub(crate) mod tests {
                 instances: Some(InstanceGroup {
                     desired: instances,
                     in_service: instances,
+                    ..InstanceGroup::default()
                 }),
                 latest_empty_receives: None,
+                warm_pool: None,
             },
             hosts: Some(hosts),
             cloudwatch_visible: None,

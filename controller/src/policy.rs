@@ -9,13 +9,20 @@
 //! The rules, in order:
 //! 1. Any missing observation (queue, service or Auto Scaling Group) holds the current size:
 //!    capacity is never reduced on data the controller does not have.
-//! 2. Work is visible plus in-flight messages; the backlog needs
-//!    `ceil(work / messages_per_task)` tasks, at least one while any work exists, within
-//!    the task bounds.
-//! 3. Zero tasks only once visible, in-flight and delayed have all been 0 for the idle
-//!    window, and either CloudWatch's latest period shows empty receives (the workers are
+//! 2. Work is visible plus in-flight messages. With the default sizing, a p95 latency
+//!    target, the backlog needs enough slots to be done within the target at the learned
+//!    time per message ([`crate::learn`]), and at least a slot per message in flight; new
+//!    capacity is asked for only if it can start before the capacity already asked for
+//!    has finished the backlog (boot-aware scale-out), and tasks are rounded up to fill the
+//!    instances they need (a task on an instance that is paid for anyway costs nothing).
+//!    The fixed forms size `ceil(work / messages_per_task)` tasks. Either way at least one
+//!    task while any work exists, within the task bounds.
+//! 3. Zero tasks only once visible, in-flight and delayed have all been 0 for the hold
+//!    time, and either CloudWatch's latest period shows empty receives (the workers are
 //!    polling and finding nothing) or no task runs at all. Until then a pool that has a task
-//!    keeps one.
+//!    keeps one. With the target, the hold time is the break-even of keeping idle capacity
+//!    against a cold start ([`PoolPolicy::hold`]); with the fixed forms it is the idle
+//!    window.
 //! 4. Scale-out is immediate; scale-in goes no lower than the highest recommendation of the
 //!    stabilization window, so a brief lull does not shed capacity a returning burst needs.
 //!    The step to zero (rule 3) has the idle window as its stabilization instead.
@@ -27,6 +34,8 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::Serialize;
+
+use crate::learn::{Estimates, GAP_BINS, Learned, gap_bin_start};
 
 /// How much work one task is sized for.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -41,12 +50,20 @@ pub enum SizingTarget {
         /// How long one task takes for one message.
         processing_time_per_message: Duration,
     },
+    /// The default: the 95th percentile of the time from upload to result that the pool is
+    /// sized for. Time per message and arrival rate are learned, not configured.
+    P95 {
+        /// The latency the pool is sized for.
+        target: Duration,
+    },
 }
 
 impl SizingTarget {
-    /// Messages one task is sized for, never less than 1 so any backlog gets a task.
-    pub fn messages_per_task(&self) -> u64 {
-        match *self {
+    /// Messages one task is sized for by the fixed forms, never less than 1 so any backlog
+    /// gets a task; `None` for the p95 target, which sizes by learned slot-time instead.
+    pub fn messages_per_task(&self) -> Option<u64> {
+        Some(match *self {
+            SizingTarget::P95 { .. } => return None,
             SizingTarget::MessagesPerTask(n) => u64::from(n).max(1),
             SizingTarget::Latency {
                 acceptable_latency,
@@ -54,15 +71,23 @@ impl SizingTarget {
             } => {
                 let per_message = processing_time_per_message.as_secs_f64();
                 if per_message <= 0.0 {
-                    return 1;
+                    return Some(1);
                 }
                 // Truncation is the intent: a task that would finish its last message after
                 // the deadline is sized for one message fewer.
                 ((acceptable_latency.as_secs_f64() / per_message).floor() as u64).max(1)
             }
-        }
+        })
     }
 }
+
+/// Most of the files that may meet a cold pool under the p95 target: of the 5 % a p95
+/// leaves out, two points are kept for files late for other reasons (bursts, big files).
+pub const COLD_SHARE_BUDGET: f64 = 0.03;
+
+/// Highest share of its slots the pool is sized to keep busy on the learned arrival rate
+/// alone, so queues do not build up between polls.
+pub const MAX_UTILISATION: f64 = 0.8;
 
 /// The policy's settings for one pool, already validated (see `config`).
 #[derive(Debug, Clone, PartialEq)]
@@ -86,8 +111,13 @@ pub struct PoolPolicy {
     pub slots_per_task: u32,
     /// How long a recommendation keeps capacity from going below it.
     pub scale_in_stabilization: Duration,
-    /// How long the queue must be completely empty before tasks go to zero.
+    /// How long the queue must be completely empty before tasks go to zero: exactly this
+    /// with the fixed sizing forms; with the p95 target the longest hold, the derived
+    /// break-even ([`PoolPolicy::hold`]) being used when shorter.
     pub idle_window: Duration,
+    /// From asking for a new instance to its worker tasks polling (instance boot plus task
+    /// start): how late new capacity arrives, and what a cold start costs.
+    pub cold_start: Duration,
     /// Whether scale to zero with tasks still running also needs CloudWatch to report empty
     /// receives in its latest period. Emulators without SQS metrics in CloudWatch need it
     /// off; in AWS it guards against an SQS API view that has not caught up.
@@ -104,13 +134,163 @@ impl PoolPolicy {
         )
     }
 
-    /// Tasks the backlog alone calls for, within the task bounds, before the idle and
-    /// stabilization rules.
+    /// Slots one task has, at least 1.
+    pub fn slots(&self) -> u64 {
+        u64::from(self.slots_per_task.max(1))
+    }
+
+    /// Tasks the backlog alone calls for with a fixed sizing form, within the task bounds,
+    /// before the idle and stabilization rules. (The p95 target also needs what was
+    /// learned: see [`decide`].)
     pub fn tasks_for_work(&self, work: u64) -> u32 {
-        let by_backlog = work.div_ceil(self.target.messages_per_task());
+        let by_backlog = work.div_ceil(self.target.messages_per_task().unwrap_or(1));
         let by_backlog = u32::try_from(by_backlog).unwrap_or(u32::MAX);
         let by_backlog = if work > 0 { by_backlog.max(1) } else { 0 };
         by_backlog.clamp(self.min_tasks, self.max_tasks.max(self.min_tasks))
+    }
+}
+
+impl PoolPolicy {
+    /// How long capacity is kept with a completely empty queue before going to zero.
+    ///
+    /// With the p95 target this starts from ski rental: keeping an idle instance costs its
+    /// time; going to zero costs a cold start when the next file comes. A cold start costs
+    /// the billed boot (`cold_start`) plus the delay it causes, priced the same way: every
+    /// file expected to arrive during it (`1 + arrivals_per_sec × cold_start`) is delayed by
+    /// `cold_start`, and each target-length of delay is charged one boot. Keeping idle
+    /// capacity exactly that long (the break-even) means that for any gap between files the
+    /// idle cost paid is at most twice what a clairvoyant policy pays for the same gap (it
+    /// would keep the instance through a gap shorter than a cold start's cost, and go to
+    /// zero at once for a longer one). A tighter target or a busier queue holds longer.
+    ///
+    /// Then the p95 itself: if cold starts make files miss the target, at most
+    /// [`COLD_SHARE_BUDGET`] of the files may meet a cold pool. When the learned empty
+    /// spells say the break-even would leave more than that, the hold is extended to the
+    /// shortest one that does not — if one exists within `idle_window`. If none does (files
+    /// so rare that only an always-on fleet would serve them warm), the p95 is a cold-start
+    /// figure whatever is held, and the break-even stands. Until the history holds enough
+    /// arrivals to tell ([`crate::learn::MIN_ARRIVALS_FOR_GAPS`]) the hold is `idle_window`,
+    /// the latency-safe choice. Never longer than `idle_window`.
+    /// The fixed forms hold exactly `idle_window`.
+    pub fn hold(&self, learned: &Learned) -> Duration {
+        let SizingTarget::P95 { target } = self.target else {
+            return self.idle_window;
+        };
+        let estimates = learned.estimates();
+        let boot = self.cold_start.as_secs_f64();
+        let delayed_files = 1.0 + estimates.arrivals_per_sec * boot;
+        let break_even = Duration::try_from_secs_f64(self.cold_start_cost(target, &estimates))
+            .unwrap_or(self.idle_window)
+            .min(self.idle_window);
+        if boot + estimates.secs_per_message <= target.as_secs_f64() {
+            return break_even;
+        }
+        let within_budget = |hold: Duration| {
+            learned
+                .cold_share(hold, delayed_files)
+                .is_some_and(|share| share <= COLD_SHARE_BUDGET)
+        };
+        if learned.cold_share(break_even, delayed_files).is_none() {
+            // Too little history to know how long the quiet spells are: the latency-safe
+            // hold.
+            return self.idle_window;
+        }
+        if within_budget(break_even) {
+            return break_even;
+        }
+        (0..GAP_BINS)
+            .map(gap_bin_start)
+            .filter(|&hold| hold > break_even && hold <= self.idle_window)
+            .find(|&hold| within_budget(hold))
+            .unwrap_or(break_even)
+    }
+
+    /// What a cold start costs, in seconds of one instance: its billed boot plus, for each
+    /// file expected to arrive during it, one boot per target-length of delay. The ski-rental
+    /// break-even hold.
+    pub fn cold_start_cost(&self, target: Duration, estimates: &Estimates) -> f64 {
+        let boot = self.cold_start.as_secs_f64();
+        let delayed_files = 1.0 + estimates.arrivals_per_sec * boot;
+        boot * (1.0 + delayed_files * boot / target.as_secs_f64().max(1.0))
+    }
+
+    /// Tasks the backlog needs under the p95 target, and why.
+    fn tasks_for_target(
+        &self,
+        target: Duration,
+        queue: &QueueDepth,
+        current_tasks: u32,
+        estimates: &Estimates,
+    ) -> (u32, Reason) {
+        let work = queue.work();
+        let per_task = self.slots();
+        let secs_per_message = estimates.secs_per_message;
+        let target_secs = target.as_secs_f64().max(1.0);
+        let boot = self.cold_start.as_secs_f64();
+        let current_slots = u64::from(current_tasks) * per_task;
+        let slot_secs = work as f64 * secs_per_message;
+        let flow = (estimates.arrivals_per_sec * secs_per_message / MAX_UTILISATION).ceil();
+        let instant = if work == 0 {
+            0
+        } else {
+            ((slot_secs / target_secs).ceil().max(flow) as u64)
+                .max(queue.in_flight)
+                .max(1)
+        };
+        let (slots, late) = if instant <= current_slots || current_slots == 0 {
+            let slots = if current_slots == 0 && work > 0 {
+                // Nothing runs: all of it starts a cold start from now.
+                (slot_secs / (target_secs - boot).max(secs_per_message)).ceil() as u64
+            } else {
+                0
+            };
+            (instant.max(slots), None)
+        } else {
+            let drain_secs = slot_secs / current_slots as f64;
+            if drain_secs <= boot {
+                (current_slots, Some(drain_secs))
+            } else {
+                // What the current slots cannot do before new ones start must be done in
+                // what is left of the target (at least one message's time).
+                let remaining = (slot_secs - current_slots as f64 * boot).max(0.0);
+                let window = (target_secs - boot).max(secs_per_message);
+                (current_slots.max((remaining / window).ceil() as u64), None)
+            }
+        };
+        // A message in flight keeps its slot, whatever the sizing says.
+        let slots = slots.max(queue.in_flight);
+        let tasks = u32::try_from(slots.div_ceil(per_task)).unwrap_or(u32::MAX);
+        let tasks = if work > 0 { tasks.max(1) } else { 0 };
+        let tasks = tasks.clamp(self.min_tasks, self.max_tasks.max(self.min_tasks));
+        let reason = match late {
+            Some(drain_secs) => Reason::LateCapacity {
+                work,
+                current_slots,
+                drain_secs,
+                cold_start_secs: boot,
+            },
+            None => Reason::Target {
+                work,
+                secs_per_message,
+                target_secs,
+                recommended_slots: slots,
+                recommended_tasks: tasks,
+            },
+        };
+        (tasks, reason)
+    }
+
+    /// With the p95 target, tasks rounded up to fill the instances they need: a task on an
+    /// instance that is paid for anyway costs nothing and shortens the queue.
+    fn fill_instances(&self, tasks: u32) -> u32 {
+        if tasks == 0 || !matches!(self.target, SizingTarget::P95 { .. }) {
+            return tasks;
+        }
+        let per_instance = self.tasks_per_instance.max(1);
+        tasks
+            .div_ceil(per_instance)
+            .saturating_mul(per_instance)
+            .min(self.max_tasks.max(self.min_tasks))
     }
 }
 
@@ -121,7 +301,9 @@ impl Default for PoolPolicy {
     /// `capacity_defaults` fails if the two drift apart.
     fn default() -> Self {
         PoolPolicy {
-            target: SizingTarget::MessagesPerTask(4),
+            target: SizingTarget::P95 {
+                target: Duration::from_secs(DEFAULT_TARGET_P95_SECS),
+            },
             min_tasks: 0,
             max_tasks: 20,
             min_instances: 0,
@@ -129,11 +311,15 @@ impl Default for PoolPolicy {
             tasks_per_instance: 2,
             slots_per_task: 2,
             scale_in_stabilization: Duration::from_secs(120),
-            idle_window: Duration::from_secs(300),
+            idle_window: Duration::from_secs(840),
+            cold_start: Duration::from_secs(105),
             require_empty_receives: true,
         }
     }
 }
+
+/// The default p95 latency target, seconds.
+pub const DEFAULT_TARGET_P95_SECS: u64 = 45;
 
 /// The queue as the SQS API reports it now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -174,8 +360,25 @@ pub struct ServiceTasks {
 pub struct InstanceGroup {
     /// The group's desired capacity.
     pub desired: u32,
-    /// Instances in the `InService` lifecycle state.
+    /// Instances in the `InService` lifecycle state: the capacity there is.
     pub in_service: u32,
+    /// Instances on their way in (`Pending*`: booting, or started from the warm pool).
+    pub pending: u32,
+    /// Instances the group is taking away (`Terminating*`: a Spot interruption, a capacity
+    /// rebalance, a scale-in); never capacity.
+    pub interrupted: u32,
+    /// Stopped (or stopping, starting) instances in the group's warm pool, from
+    /// `DescribeWarmPool`; not capacity until the group starts them.
+    pub warm: u32,
+}
+
+/// The group's warm pool as configured, from `DescribeWarmPool`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct WarmPoolSize {
+    /// Fewest instances the pool keeps.
+    pub min_size: u32,
+    /// Most instances in the group and the pool together; `None` means the group's MaxSize.
+    pub max_group_prepared_capacity: Option<u32>,
 }
 
 /// Everything the policy looks at for one pool at one moment. `None` means the observation
@@ -191,6 +394,8 @@ pub struct Observation {
     /// Sum of `NumberOfEmptyReceives` in CloudWatch's latest complete period; `None` when
     /// CloudWatch has no datapoint or was not reachable.
     pub latest_empty_receives: Option<f64>,
+    /// The group's warm pool; `None` when it has none (or it could not be read).
+    pub warm_pool: Option<WarmPoolSize>,
 }
 
 /// What the policy remembers between decisions. Start with [`PolicyState::default`].
@@ -205,6 +410,8 @@ pub struct PolicyState {
     /// Whether the current size has been recorded once, so that a controller that starts
     /// up (or restarts) does not scale in before a full window has passed.
     seeded: bool,
+    /// Time per message and arrival rate, learned from the polls so far.
+    learned: Learned,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,6 +424,11 @@ impl PolicyState {
     /// Since when the queue has been completely empty, if it is.
     pub fn idle_since(&self) -> Option<Duration> {
         self.idle_since
+    }
+
+    /// What has been learned so far (time per message, arrival rate).
+    pub fn estimates(&self) -> Estimates {
+        self.learned.estimates()
     }
 
     /// The highest recommendation still inside the stabilization window, if any.
@@ -276,6 +488,32 @@ pub enum Reason {
         /// Tasks the backlog needs within bounds.
         recommended_tasks: u32,
     },
+    /// The p95 target sets the size: the backlog's slot-time at the learned time per
+    /// message, done within the target.
+    Target {
+        /// Visible plus in-flight messages.
+        work: u64,
+        /// Learned seconds one slot needs for one message.
+        secs_per_message: f64,
+        /// The p95 latency target.
+        target_secs: f64,
+        /// Slots that finish the backlog within the target.
+        recommended_slots: u64,
+        /// Tasks for those slots within bounds.
+        recommended_tasks: u32,
+    },
+    /// More slots would shorten the backlog, but the slots already asked for finish it
+    /// before a new instance could start: none is launched.
+    LateCapacity {
+        /// Visible plus in-flight messages.
+        work: u64,
+        /// Slots already asked for.
+        current_slots: u64,
+        /// How long they need for the backlog.
+        drain_secs: f64,
+        /// How long new capacity takes to start.
+        cold_start_secs: f64,
+    },
     /// The backlog calls for fewer tasks, but a higher recommendation is still inside the
     /// stabilization window.
     Stabilizing {
@@ -293,11 +531,11 @@ pub enum Reason {
         /// Tasks now the window allows.
         recommended_tasks: u32,
     },
-    /// The queue is empty but not for the whole idle window yet, so one task stays.
+    /// The queue is empty but not for the whole hold time yet, so one task stays.
     IdleWindow {
         /// How long the queue has been empty.
         idle_secs: f64,
-        /// The idle window's length.
+        /// The hold time: the idle window, or with the p95 target the derived break-even.
         idle_window_secs: f64,
     },
     /// The queue has been empty for the idle window but tasks still run and CloudWatch has
@@ -333,6 +571,29 @@ impl fmt::Display for Reason {
                 "{work} messages visible or in flight at {messages_per_task} per task need \
                  {recommended_tasks} tasks (within bounds)"
             ),
+            Reason::Target {
+                work,
+                secs_per_message,
+                target_secs,
+                recommended_slots,
+                recommended_tasks,
+            } => write!(
+                f,
+                "{work} messages visible or in flight at {secs_per_message:.1} s each (learned) \
+                 need {recommended_slots} slots to be done within the {target_secs} s target: \
+                 {recommended_tasks} tasks (within bounds)"
+            ),
+            Reason::LateCapacity {
+                work,
+                current_slots,
+                drain_secs,
+                cold_start_secs,
+            } => write!(
+                f,
+                "the {current_slots} slots asked for finish the {work} messages in \
+                 {drain_secs:.0} s, before new capacity could start ({cold_start_secs} s): \
+                 launching none"
+            ),
             Reason::Stabilizing {
                 recommended_tasks,
                 window_max_tasks,
@@ -356,7 +617,7 @@ impl fmt::Display for Reason {
                 idle_window_secs,
             } => write!(
                 f,
-                "queue empty for {idle_secs} s of the {idle_window_secs} s idle window; \
+                "queue empty for {idle_secs} s of the {idle_window_secs:.0} s hold; \
                  keeping one task"
             ),
             Reason::AwaitingEmptyReceives {
@@ -426,11 +687,31 @@ pub fn decide(
     } else {
         None
     };
+    // Decide on what was learned before this poll, then learn from it: the decision is
+    // then a plain function of this observation's backlog (more backlog, never less
+    // capacity), and this poll's change feeds the next decision.
+    let learned = next.learned;
+    let estimates = learned.estimates();
+    next.learned.observe(now, &queue);
 
     let work = queue.work();
-    let by_backlog = policy.tasks_for_work(work);
+    let (by_backlog, backlog_reason) = match policy.target {
+        SizingTarget::P95 { target } => {
+            policy.tasks_for_target(target, &queue, current_tasks, &estimates)
+        }
+        SizingTarget::MessagesPerTask(_) | SizingTarget::Latency { .. } => {
+            let tasks = policy.tasks_for_work(work);
+            let reason = Reason::Backlog {
+                work,
+                messages_per_task: policy.target.messages_per_task().unwrap_or(1),
+                recommended_tasks: tasks,
+            };
+            (tasks, reason)
+        }
+    };
     let (recommended, idle_reason) = if by_backlog == 0 {
-        gate_zero(observation, &next, policy, now, current_tasks)
+        let hold = policy.hold(&learned);
+        gate_zero(observation, &next, policy, hold, now, current_tasks)
     } else {
         (by_backlog, None)
     };
@@ -442,12 +723,7 @@ pub fn decide(
     // completely empty that long, with the workers confirming, holds nothing back.
     let drained = matches!(idle_reason, Some(Reason::Drained { .. }));
     let (tasks, reason) = if recommended >= current_tasks || drained {
-        let reason = idle_reason.unwrap_or(Reason::Backlog {
-            work,
-            messages_per_task: policy.target.messages_per_task(),
-            recommended_tasks: recommended,
-        });
-        (recommended, reason)
+        (recommended, idle_reason.unwrap_or(backlog_reason))
     } else if window_max < current_tasks {
         // Scale in, but only as far as the window allows.
         let tasks = window_max.max(recommended);
@@ -477,6 +753,7 @@ pub fn decide(
 
     // A configuration change can put the current size outside the bounds; the bounds win.
     let tasks = tasks.clamp(policy.min_tasks, policy.max_tasks.max(policy.min_tasks));
+    let tasks = policy.fill_instances(tasks);
     let desired_instances = policy.instances_for(tasks);
     let direction = direction(tasks, desired_instances, current_tasks, instances.desired);
     (
@@ -496,6 +773,7 @@ fn gate_zero(
     observation: &Observation,
     state: &PolicyState,
     policy: &PoolPolicy,
+    hold: Duration,
     now: Duration,
     current_tasks: u32,
 ) -> (u32, Option<Reason>) {
@@ -504,12 +782,12 @@ fn gate_zero(
         .idle_since
         .map(|since| now.saturating_sub(since))
         .unwrap_or_default();
-    if state.idle_since.is_none() || idle_for < policy.idle_window {
+    if state.idle_since.is_none() || idle_for < hold {
         return (
             keep_one,
             Some(Reason::IdleWindow {
                 idle_secs: idle_for.as_secs_f64(),
-                idle_window_secs: policy.idle_window.as_secs_f64(),
+                idle_window_secs: hold.as_secs_f64(),
             }),
         );
     }
@@ -554,6 +832,7 @@ fn hold(
         missing.push("instances");
     }
     next.idle_since = None;
+    next.learned.interrupt();
     if let Some(service) = observation.service {
         next.record(now, service.desired, policy.scale_in_stabilization);
         next.seeded = true;
@@ -607,6 +886,7 @@ mod tests {
             slots_per_task: 2,
             scale_in_stabilization: secs(60),
             idle_window: secs(30),
+            cold_start: secs(105),
             require_empty_receives: true,
         }
     }
@@ -632,8 +912,10 @@ mod tests {
             instances: Some(InstanceGroup {
                 desired: instances,
                 in_service: instances,
+                ..InstanceGroup::default()
             }),
             latest_empty_receives: empty,
+            warm_pool: None,
         }
     }
 
@@ -866,13 +1148,16 @@ mod tests {
             acceptable_latency: secs(300),
             processing_time_per_message: secs(40),
         };
-        assert_eq!(target.messages_per_task(), 7);
+        assert_eq!(target.messages_per_task(), Some(7));
         let tiny = SizingTarget::Latency {
             acceptable_latency: secs(10),
             processing_time_per_message: secs(40),
         };
-        assert_eq!(tiny.messages_per_task(), 1);
-        assert_eq!(SizingTarget::MessagesPerTask(0).messages_per_task(), 1);
+        assert_eq!(tiny.messages_per_task(), Some(1));
+        assert_eq!(
+            SizingTarget::MessagesPerTask(0).messages_per_task(),
+            Some(1)
+        );
     }
 
     #[test]
@@ -900,6 +1185,147 @@ mod tests {
         assert!(state.recommendations.len() <= 61);
     }
 
+    /// A pool sized by the p95 target: 2 slots per task, 2 tasks per instance.
+    fn target_policy(target: u64) -> PoolPolicy {
+        PoolPolicy {
+            target: SizingTarget::P95 {
+                target: secs(target),
+            },
+            ..PoolPolicy::default()
+        }
+    }
+
+    #[test]
+    fn a_backlog_from_zero_starts_enough_slots_at_once() {
+        // 40 messages at the 30 s prior against a 45 s target with a 105 s cold start: every
+        // slot starts a cold start from now, so each can do one message: 40 slots, capped at
+        // the default 20 tasks (10 instances).
+        let d = run(&target_policy(45), &[(0, 40, 0)], 0, None);
+        assert_eq!((d[0].desired_tasks, d[0].desired_instances), (20, 10));
+        assert!(
+            matches!(d[0].reason, Reason::Target { .. }),
+            "{:?}",
+            d[0].reason
+        );
+        // One file: one task, rounded up to fill its instance.
+        let d = run(&target_policy(45), &[(0, 1, 0)], 0, None);
+        assert_eq!((d[0].desired_tasks, d[0].desired_instances), (2, 1));
+    }
+
+    #[test]
+    fn no_instance_is_launched_that_would_start_after_the_backlog_is_done() {
+        // 2 tasks (4 slots) run; 6 messages at 30 s need 4 × 45 s... but the 4 slots finish
+        // them in 45 s, long before a new instance (105 s) could start.
+        let d = run(&target_policy(30), &[(0, 2, 4)], 2, None);
+        assert_eq!(d[0].desired_tasks, 2, "{:?}", d[0].reason);
+        assert!(
+            matches!(d[0].reason, Reason::LateCapacity { .. }),
+            "{:?}",
+            d[0].reason
+        );
+        // 60 messages take the same 4 slots 450 s: scale out at once.
+        let d = run(&target_policy(30), &[(0, 56, 4)], 2, None);
+        assert!(d[0].desired_tasks > 2, "{:?}", d[0]);
+        assert_eq!(d[0].direction, Direction::Out);
+    }
+
+    /// The worked example of the p95 target in `docs/controller.md`.
+    #[test]
+    fn the_documented_target_example() {
+        let p = target_policy(45);
+        // From zero, 40 messages at the 30 s prior: 40 slots, capped at 20 tasks.
+        let d = run(&p, &[(0, 40, 0)], 0, None);
+        assert_eq!((d[0].desired_tasks, d[0].desired_instances), (20, 10));
+        // Two tasks (4 slots) run; 10 messages take them 75 s, under the 105 s cold start.
+        let d = run(&p, &[(0, 6, 4)], 2, None);
+        assert_eq!((d[0].desired_tasks, d[0].desired_instances), (2, 1));
+        assert!(matches!(d[0].reason, Reason::LateCapacity { .. }));
+        // 20 messages take them 150 s: 600 - 4 × 105 = 180 slot-seconds are left for new
+        // slots that have 30 s once started: 6 slots, 3 tasks, filled to 2 instances.
+        let d = run(&p, &[(0, 16, 4)], 2, None);
+        assert_eq!((d[0].desired_tasks, d[0].desired_instances), (4, 2));
+        // The break-even hold at one file every 120 s: 105 × (1 + 1.875 × 105 / 45).
+        let estimates = Estimates {
+            arrivals_per_sec: 1.0 / 120.0,
+            ..Learned::default().estimates()
+        };
+        let cost = p.cold_start_cost(secs(45), &estimates);
+        assert!((cost - 564.375).abs() < 1e-9, "{cost}");
+    }
+
+    #[test]
+    fn the_hold_is_the_break_even_and_follows_target_and_arrivals() {
+        let learned = Learned::default();
+        // No history: the latency-safe hold, the idle window.
+        assert_eq!(target_policy(45).hold(&learned), secs(840));
+        // A target loose enough for a cold start: the break-even alone,
+        // 105 × (1 + 105 / 300) = 141.75 s.
+        assert_eq!(
+            target_policy(300).hold(&learned),
+            Duration::from_millis(141_750)
+        );
+        // Fixed forms: the idle window.
+        assert_eq!(policy().hold(&learned), policy().idle_window);
+    }
+
+    #[test]
+    fn the_break_even_hold_pays_at_most_twice_a_clairvoyant_for_any_gap() {
+        let p = target_policy(300);
+        let hold = p.hold(&Learned::default()).as_secs_f64();
+        let boot = p.cold_start.as_secs_f64();
+        let cold_start_cost = boot * (1.0 + boot / 300.0);
+        for gap in (0..20_000).step_by(7).map(f64::from) {
+            // Held for the gap, or for the hold and then a cold start.
+            let paid = if gap <= hold {
+                gap
+            } else {
+                hold + cold_start_cost
+            };
+            let clairvoyant = gap.min(cold_start_cost);
+            assert!(
+                paid <= 2.0 * clairvoyant + 1e-9,
+                "gap {gap}: {paid} vs {clairvoyant}"
+            );
+        }
+    }
+
+    #[test]
+    fn busy_short_gaps_extend_the_hold_and_rare_files_do_not() {
+        // A file every 100 s, done within a poll: the cold share at the break-even would be
+        // high, and holding 120 s covers every gap.
+        let p = target_policy(45);
+        let mut learned = Learned::default();
+        for poll in 0..20_000u64 {
+            let waiting = u64::from(poll % 20 == 0);
+            learned.observe(
+                secs(poll * 5),
+                &QueueDepth {
+                    visible: waiting,
+                    in_flight: 0,
+                    delayed: 0,
+                },
+            );
+        }
+        let busy = p.hold(&learned);
+        assert!(busy <= p.idle_window && busy >= p.cold_start, "{busy:?}");
+        // Ten files every 30 minutes: no hold within the idle window keeps them warm, so
+        // the break-even stands (shorter than the idle window).
+        let mut rare = Learned::default();
+        for poll in 0..50_000u64 {
+            let waiting = if poll % 360 == 0 { 10 } else { 0 };
+            rare.observe(
+                secs(poll * 5),
+                &QueueDepth {
+                    visible: waiting,
+                    in_flight: 0,
+                    delayed: 0,
+                },
+            );
+        }
+        let hold = p.hold(&rare);
+        assert!(hold < p.idle_window && hold >= p.cold_start, "{hold:?}");
+    }
+
     fn arb_policy() -> impl Strategy<Value = PoolPolicy> {
         (
             1u32..10,
@@ -923,9 +1349,31 @@ mod tests {
                     slots_per_task: 2,
                     scale_in_stabilization: secs(stab),
                     idle_window: secs(idle),
+                    cold_start: secs(105),
                     require_empty_receives: empty,
                 },
             )
+    }
+
+    /// A pool sized by the p95 target, with arbitrary bounds, target and cold start.
+    fn arb_target_policy() -> impl Strategy<Value = PoolPolicy> {
+        (arb_policy(), 1u64..600, 0u64..300, 1u32..4).prop_map(|(p, target, boot, slots)| {
+            PoolPolicy {
+                target: SizingTarget::P95 {
+                    target: secs(target),
+                },
+                cold_start: secs(boot),
+                slots_per_task: slots,
+                // The tests' bounds; the config refuses max_tasks above what fits.
+                max_tasks: p.max_tasks.min(p.max_instances * p.tasks_per_instance),
+                min_tasks: p.min_tasks.min(p.max_instances * p.tasks_per_instance),
+                ..p
+            }
+        })
+    }
+
+    fn arb_any_policy() -> impl Strategy<Value = PoolPolicy> {
+        prop_oneof![arb_policy(), arb_target_policy()]
     }
 
     /// One step of an arbitrary history: seconds since the previous step, the queue, and
@@ -973,8 +1421,10 @@ mod tests {
                 instances: present[2].then_some(InstanceGroup {
                     desired: instances,
                     in_service: instances,
+                    ..InstanceGroup::default()
                 }),
                 latest_empty_receives: empty,
+                warm_pool: None,
             };
             let (decision, next) = decide(&obs, &state, policy, now);
             check(&obs, &state, now, &decision);
@@ -993,7 +1443,7 @@ mod tests {
         fn never_fewer_tasks_than_the_work_needs(p in arb_policy(), steps in arb_steps()) {
             replay(&p, &steps, |obs, _, _, d| {
                 if let (Some(q), Some(s), Some(_)) = (obs.queue, obs.service, obs.instances) {
-                    let needed = q.work().div_ceil(p.target.messages_per_task());
+                    let needed = q.work().div_ceil(p.target.messages_per_task().unwrap_or(1));
                     let needed = u32::try_from(needed).unwrap_or(u32::MAX).min(p.max_tasks);
                     assert!(d.desired_tasks >= needed, "{d:?} for {q:?}");
                     if q.work() > 0 {
@@ -1008,7 +1458,7 @@ mod tests {
 
         #[test]
         fn more_backlog_never_means_fewer_tasks(
-            p in arb_policy(),
+            p in arb_any_policy(),
             steps in arb_steps(),
             extra in 0u64..500,
         ) {
@@ -1055,28 +1505,7 @@ mod tests {
         }
 
         #[test]
-        fn zero_only_after_a_full_idle_window(p in arb_policy(), steps in arb_steps()) {
-            let mut empty_since: Option<Duration> = None;
-            replay(&p, &steps, |obs, _, now, d| {
-                empty_since = match obs.queue {
-                    Some(q) if complete(obs) && q.is_empty() => Some(empty_since.unwrap_or(now)),
-                    _ => None,
-                };
-                if let Some(s) = obs.service
-                    && s.desired > 0
-                    && d.desired_tasks == 0
-                {
-                    let since = empty_since.expect("went to zero with work or missing data");
-                    assert!(
-                        now.saturating_sub(since) >= p.idle_window,
-                        "zero at {now:?}, queue empty only since {since:?}"
-                    );
-                }
-            });
-        }
-
-        #[test]
-        fn bounds_always_hold(p in arb_policy(), steps in arb_steps()) {
+        fn bounds_always_hold(p in arb_any_policy(), steps in arb_steps()) {
             replay(&p, &steps, |obs, _, _, d| {
                 if complete(obs) {
                     assert!((p.min_tasks..=p.max_tasks).contains(&d.desired_tasks), "{d:?}");
@@ -1089,7 +1518,7 @@ mod tests {
         }
 
         #[test]
-        fn missing_data_holds_the_current_size(p in arb_policy(), steps in arb_steps()) {
+        fn missing_data_holds_the_current_size(p in arb_any_policy(), steps in arb_steps()) {
             replay(&p, &steps, |obs, _, _, d| {
                 if !complete(obs) {
                     assert_eq!(d.direction, Direction::Hold);
@@ -1104,7 +1533,53 @@ mod tests {
         }
 
         #[test]
-        fn same_inputs_same_decision(p in arb_policy(), steps in arb_steps()) {
+        fn target_never_leaves_work_without_slots(p in arb_target_policy(), steps in arb_steps()) {
+            replay(&p, &steps, |obs, _, _, d| {
+                if let (Some(q), Some(_), Some(_)) = (obs.queue, obs.service, obs.instances) {
+                    // Every message in flight keeps its slot, and any work has a task.
+                    let busy = u32::try_from(q.in_flight.div_ceil(p.slots())).unwrap_or(u32::MAX);
+                    assert!(d.desired_tasks >= busy.min(p.max_tasks), "{d:?} for {q:?}");
+                    if q.work() > 0 {
+                        assert!(d.desired_tasks >= 1, "{d:?} for {q:?}");
+                    }
+                }
+            });
+        }
+
+        #[test]
+        fn zero_only_after_a_full_hold(p in arb_any_policy(), steps in arb_steps()) {
+            // The hold is the idle window for the fixed forms, the derived hold for the target.
+            let mut empty_since: Option<Duration> = None;
+            replay(&p, &steps, |obs, state, now, d| {
+                empty_since = match obs.queue {
+                    Some(q) if complete(obs) && q.is_empty() => Some(empty_since.unwrap_or(now)),
+                    _ => None,
+                };
+                if let Some(s) = obs.service
+                    && s.desired > 0
+                    && d.desired_tasks == 0
+                {
+                    let since = empty_since.expect("went to zero with work or missing data");
+                    let hold = p.hold(&state.learned);
+                    assert!(now.saturating_sub(since) >= hold, "zero at {now:?}, empty since {since:?}, hold {hold:?}");
+                }
+            });
+        }
+
+        #[test]
+        fn the_hold_stays_between_the_boot_and_the_idle_window(
+            p in arb_target_policy(),
+            steps in arb_steps(),
+        ) {
+            replay(&p, &steps, |_, state, _, _| {
+                let hold = p.hold(&state.learned);
+                assert!(hold <= p.idle_window, "{hold:?}");
+                assert!(hold >= p.cold_start.min(p.idle_window), "{hold:?}");
+            });
+        }
+
+        #[test]
+        fn same_inputs_same_decision(p in arb_any_policy(), steps in arb_steps()) {
             replay(&p, &steps, |obs, state, now, d| {
                 let (again, _) = decide(obs, state, &p, now);
                 assert_eq!(&again, d);

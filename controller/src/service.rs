@@ -60,10 +60,11 @@ pub async fn run(
 
     let health_beat = Arc::clone(&heartbeat);
     let mut http_stop = stopped.clone();
-    let http = tokio::spawn(geobatch_common::http::serve(
+    let http = tokio::spawn(geobatch_common::http::serve_with(
         listener,
         Arc::new(registry),
         Arc::new(move || health_beat.healthy()),
+        decisions_route(log.clone()),
         async move {
             let _changed = http_stop.wait_for(|stop| *stop).await;
         },
@@ -90,6 +91,23 @@ pub async fn run(
     }
     http.await??;
     Ok(())
+}
+
+/// `GET /decisions`: each pool's latest decision record as a JSON array, for
+/// `geobatch-controller status` (the decision log itself goes to stdout).
+fn decisions_route(log: DecisionLog) -> axum::Router {
+    axum::Router::new().route(
+        "/decisions",
+        axum::routing::get(move || {
+            let body = serde_json::to_string(&log.latest()).unwrap_or_else(|_| "[]".to_owned());
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+            }
+        }),
+    )
 }
 
 /// One observation and one decision per pool, as a controller that started now would make

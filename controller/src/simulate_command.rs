@@ -10,8 +10,10 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 
 use crate::config::Config;
+use crate::sim::lower_bound::lower_bound;
+use crate::sim::model::secs;
 use crate::sim::plot::{self, PlotRun};
-use crate::sim::report::{self, Summary, SummaryRow};
+use crate::sim::report::{self, ScenarioBound, Summary, SummaryRow};
 use crate::sim::scenario::{self, BUILT_IN};
 use crate::sim::{GeobatchSettings, PolicyKind, SimConfig, simulate};
 
@@ -29,11 +31,17 @@ use crate::sim::{GeobatchSettings, PolicyKind, SimConfig, simulate};
                   baseline parameter, with sources, are described in docs/scaling.md."
 )]
 pub struct SimulateArgs {
-    /// A built-in scenario (burst, trickle, diurnal, mixed), `all` for the four, or a
-    /// scenario file: CSV `upload_secs,size_mb[,processing_secs]` or TOML with `[[file]]`
-    /// tables of the same keys.
-    #[arg(long, value_name = "NAME|FILE")]
+    /// Built-in scenarios (burst, trickle, diurnal, mixed, sparse, sustained), `all` for
+    /// every built-in, or scenario files: CSV `upload_secs,size_mb[,processing_secs]` or
+    /// TOML with `[[file]]` tables of the same keys. Several, comma-separated
+    /// (`all,uploads.csv`), are run one after the other into the same summary.
+    #[arg(long, value_name = "NAME|FILE[,...]")]
     pub scenario: String,
+    /// The accounting window in seconds for every scenario, instead of each one's own (a
+    /// file's default: its last upload plus an hour); every policy is billed at least
+    /// until then.
+    #[arg(long, value_name = "SECS")]
+    pub horizon_secs: Option<f64>,
     /// geobatch, classic-alarms, target-tracking, keda, or all.
     #[arg(long, default_value = "all", value_name = "POLICY")]
     pub policy: String,
@@ -85,6 +93,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("{} has no [[pool]]", path.display()))?,
             };
             config.model.tasks_per_instance = pool.policy.tasks_per_instance;
+            config.model.slots_per_task = pool.policy.slots_per_task;
             config.model.max_instances = pool.policy.max_instances;
             GeobatchSettings {
                 pool: pool.clone(),
@@ -108,17 +117,26 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
             ),
         }
     };
-    let scenarios: Vec<String> = if args.scenario == "all" {
-        BUILT_IN.iter().map(|(name, _)| name.to_string()).collect()
-    } else {
-        vec![args.scenario.clone()]
-    };
+    let scenarios = scenario_names(&args.scenario);
+    if scenarios.is_empty() {
+        bail!("--scenario names no scenario");
+    }
+    if let Some(h) = args.horizon_secs
+        && !(h.is_finite() && h > 0.0)
+    {
+        bail!("--horizon-secs must be a number of seconds > 0, not {h}");
+    }
 
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating the output directory {}", args.out.display()))?;
     let mut rows: Vec<SummaryRow> = Vec::new();
+    let mut bounds: Vec<ScenarioBound> = Vec::new();
     for name in &scenarios {
-        let scenario = scenario::load(name, args.seed, &config.model)?;
+        let mut scenario = scenario::load(name, args.seed, &config.model)?;
+        if let Some(h) = args.horizon_secs {
+            scenario.horizon_ms = secs(h);
+        }
+        let bound = lower_bound(&scenario, &config.model, args.seed);
         let mut outcomes = Vec::new();
         for &kind in &policies {
             let started = Instant::now();
@@ -137,6 +155,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 kind.name(),
                 &outcome,
                 config.model.instance_price_per_hour,
+                &bound,
             );
             outcomes.push((kind, outcome, row.clone()));
             rows.push(row);
@@ -154,9 +173,11 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
             .collect();
         let title = format!("{}: {}", scenario.name, scenario.description);
         let subtitle = format!(
-            "seed {}, {} task(s) per instance, at most {} instances, boot {:.0} s, task start {:.0} s",
+            "seed {}, {} task(s) of {} slot(s) per {}-vCPU instance, at most {} instances, boot {:.0} s, task start {:.0} s",
             args.seed,
             config.model.tasks_per_instance,
+            config.model.slots_per_task,
+            config.model.vcpus_per_instance,
             config.model.max_instances,
             config.model.instance_boot_secs,
             config.model.task_start_secs
@@ -188,6 +209,10 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
             &args.out.join(format!("{stem}.svg")),
             plot::to_svg(&title, &subtitle, &runs).as_bytes(),
         )?;
+        bounds.push(ScenarioBound {
+            scenario: scenario.name.clone(),
+            bound,
+        });
         let png = plot::to_png(&title, &subtitle, &runs).context("encoding the PNG plot")?;
         write(&args.out.join(format!("{stem}.png")), &png)?;
     }
@@ -197,6 +222,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         config: &config,
         geobatch_policy: format!("{:?}", geobatch),
         rows: &rows,
+        lower_bounds: &bounds,
         targets: &targets,
     };
     let json = serde_json::to_string_pretty(&summary).context("serialising the summary")?;
@@ -205,6 +231,19 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     write(&args.out.join("summary.md"), md.as_bytes())?;
     print!("{md}");
     Ok(())
+}
+
+/// The scenarios of `--scenario`: comma-separated names or files, `all` for every built-in.
+fn scenario_names(arg: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for part in arg.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if part == "all" {
+            names.extend(BUILT_IN.iter().map(|(name, _)| name.to_string()));
+        } else {
+            names.push(part.to_string());
+        }
+    }
+    names
 }
 
 /// A scenario name made safe for a file name.
@@ -222,4 +261,18 @@ fn file_stem(name: &str) -> String {
 
 fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenarios_are_comma_separated_and_all_is_every_built_in() {
+        assert_eq!(scenario_names("burst"), ["burst"]);
+        let all = scenario_names("all, my.csv");
+        assert_eq!(all.len(), BUILT_IN.len() + 1);
+        assert_eq!(all.last().map(String::as_str), Some("my.csv"));
+        assert!(scenario_names(" , ").is_empty());
+    }
 }

@@ -132,6 +132,11 @@ fn the_simulator_models_the_same_fleet_by_default() {
     assert_eq!(model.tasks_per_instance, policy.tasks_per_instance);
     assert_eq!(model.max_instances, policy.max_instances);
     assert_eq!(
+        model.instance_boot_secs + model.task_start_secs,
+        policy.cold_start.as_secs_f64(),
+        "the controller's cold start is the simulated boot plus task start"
+    );
+    assert_eq!(
         GeobatchSettings::defaults_for(&model)
             .expect("the controller defaults are valid")
             .pool

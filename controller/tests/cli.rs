@@ -45,7 +45,9 @@ fn check_config_prints_the_effective_config() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("valid"), "{stdout}");
     for line in [
-        "messages_per_task = 4",
+        "target_p95_secs = 45.0",
+        "cold_start_secs = 105.0",
+        "idle_window_secs = 840.0",
         "poll_interval_secs = 5.0",
         "max_tasks = 20",
         "slots_per_task = 2",

@@ -72,7 +72,7 @@ async fn backlog_scales_service_and_group_out() {
 async fn drain_scales_to_zero_only_after_the_idle_window() {
     let fleet = Fleet::create(Emulator::shared(), 2, 2).await;
     fleet.put_empty_receives(4.0).await;
-    let pool = fleet.pool(|p| p.idle_window_secs = 1.5);
+    let pool = fleet.pool(|p| p.idle_window_secs = Some(1.5));
     let (mut controller, _log) = live(&fleet, pool);
 
     let start = std::time::Instant::now();
@@ -112,7 +112,7 @@ async fn drain_scales_to_zero_only_after_the_idle_window() {
 #[tokio::test]
 async fn running_task_is_kept_until_cloudwatch_shows_empty_receives() {
     let fleet = Fleet::create(Emulator::shared(), 1, 1).await;
-    let pool = fleet.pool(|p| p.idle_window_secs = 0.2);
+    let pool = fleet.pool(|p| p.idle_window_secs = Some(0.2));
     let (mut controller, _log) = live(&fleet, pool);
     for _ in 0..5 {
         let tick = controller.tick().await;
@@ -137,7 +137,7 @@ async fn in_flight_message_blocks_scale_to_zero() {
     fleet.send(1).await;
     let receipts = fleet.receive(1).await;
     assert_eq!(receipts.len(), 1);
-    let pool = fleet.pool(|p| p.idle_window_secs = 0.3);
+    let pool = fleet.pool(|p| p.idle_window_secs = Some(0.3));
     let (mut controller, _log) = live(&fleet, pool);
 
     for _ in 0..8 {

@@ -41,7 +41,17 @@ fn writes_summaries_and_plots_and_repeats_byte_for_byte() {
         ["geobatch", "classic-alarms", "target-tracking", "keda"]
     );
     assert!(rows.iter().all(|r| r["completed"].as_u64() == Some(1000)));
-    assert_eq!(summary["targets"].as_array().map(Vec::len), Some(5));
+    assert_eq!(summary["targets"].as_array().map(Vec::len), Some(6));
+    assert!(
+        rows.iter()
+            .all(|r| r["cost_vs_lower_bound"].as_f64() > Some(0.0))
+    );
+    let bound = &summary["lower_bounds"][0]["bound"];
+    assert!(bound["cost_usd"].as_f64() > Some(0.0), "{bound}");
+    assert!(
+        bound["p95_secs"].as_f64() >= bound["p95_floor_secs"].as_f64(),
+        "{bound}"
+    );
     for file in [
         "summary.json",
         "summary.md",

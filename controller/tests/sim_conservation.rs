@@ -89,6 +89,8 @@ proptest! {
         max_receive_count in 1u32..5,
         boot in 0.0f64..300.0,
         tasks_per_instance in 1u32..4,
+        slots_per_task in 1u32..4,
+        vcpus_per_instance in 1u32..4,
         max_instances in 1u32..6,
         seed in 0u64..1_000,
     ) {
@@ -114,6 +116,8 @@ proptest! {
             max_receive_count,
             instance_boot_secs: boot,
             tasks_per_instance,
+            slots_per_task,
+            vcpus_per_instance,
             max_instances,
             ..ModelParams::default()
         };

@@ -34,8 +34,8 @@ from geobatch_local.processes import Supervisor  # noqa: E402
 IMAGES = [
     "localhost/geobatch-base:nonroot",
     "localhost/geobatch-base:debug-nonroot",
-    "localhost/geobatch-worker:dev",
-    "localhost/geobatch-controller:dev",
+    runners.WORKER_IMAGE,
+    f"localhost/geobatch-controller:{runners.IMAGE_TAG}",
     "localhost/geobatch-worker:release",
     "localhost/geobatch-controller:release",
 ]
@@ -111,7 +111,7 @@ def image_sizes() -> list[tuple[str, int]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--target-dir", type=Path, default=ROOT / "target" / "debug", help="holds the geobatch-worker the :dev image was built from")
+    parser.add_argument("--target-dir", type=Path, default=ROOT / "target" / "debug", help="holds the geobatch-worker this checkout's image was built from")
     parser.add_argument("--runs", type=int, default=5, help="starts per way (default 5)")
     args = parser.parse_args()
     worker = args.target_dir / "geobatch-worker"

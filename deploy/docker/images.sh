@@ -8,16 +8,20 @@
 # runs containers only when the image holds the binary it would otherwise run itself.
 #
 # Usage: images.sh TARGET_DIR   (the directory holding geobatch-worker and geobatch-controller)
-# GEOBATCH_IMAGE_TAG (default dev) tags the images. GEOBATCH_IMAGE_STRIP says what to strip from
+# Tags: :dev-<checkout> (8 hex digits of the checkout's path, which the local stack and the
+# tests use, so that checkouts sharing a machine do not replace each other's images) and :dev
+# (the last one built here, for running by hand); GEOBATCH_IMAGE_TAG=T tags :T instead of
+# both. GEOBATCH_IMAGE_STRIP says what to strip from
 # the binaries: all (default: line tables and symbols, 40% of a debug binary), debuginfo (the
 # line tables only, as the ECR build does) or none.
 set -euo pipefail
 
 target=${1:?usage: $0 TARGET_DIR}
 here=$(cd "$(dirname "$0")" && pwd)
-repo_root=$(cd "$here/../.." && pwd)
+repo_root=$(cd "$here/../.." && pwd -P)
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$here/containers.conf}
-tag=${GEOBATCH_IMAGE_TAG:-dev}
+checkout_tag=dev-$(printf %s "$repo_root" | sha256sum | cut -c1-8)
+tags=${GEOBATCH_IMAGE_TAG:-$checkout_tag dev}
 strip=${GEOBATCH_IMAGE_STRIP:-all}
 
 for name in geobatch-worker geobatch-controller; do
@@ -40,11 +44,20 @@ build() { # NAME BASE
         none) cp "$target/$name" "$context/$name" ;;
         *) echo "GEOBATCH_IMAGE_STRIP=$strip: all, debuginfo or none" >&2; exit 2 ;;
     esac
-    podman build --quiet -f "$here/${name#geobatch-}.Dockerfile" \
+    local tag_args=() tag previous
+    for tag in $tags; do tag_args+=(-t "localhost/$name:$tag"); done
+    tag=${tags%% *}
+    previous=$(podman image inspect --format '{{.Id}}' "localhost/$name:$tag" 2>/dev/null || true)
+    # --layers=false: no intermediate image per stage is kept (each would hold the binary).
+    podman build --quiet --layers=false -f "$here/${name#geobatch-}.Dockerfile" \
         --build-arg BINARY=prebuilt --build-arg "BASE=$base" \
         --label "io.geobatch.binary-sha256=$(sha256sum "$target/$name" | cut -d' ' -f1)" \
-        -t "localhost/$name:$tag" "$context" >/dev/null
-    echo "built localhost/$name:$tag from $target/$name on $base ($(podman image inspect --format '{{.Size}}' "localhost/$name:$tag") bytes)"
+        "${tag_args[@]}" "$context" >/dev/null
+    # The image this tag named before is removed unless a container or another tag uses it.
+    if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect --format '{{.Id}}' "localhost/$name:$tag")" ]; then
+        podman rmi "$previous" >/dev/null 2>&1 || true
+    fi
+    echo "built localhost/$name:{${tags// /,}} from $target/$name on $base ($(podman image inspect --format '{{.Size}}' "localhost/$name:$tag") bytes)"
 }
 build geobatch-worker localhost/geobatch-base:debug-nonroot
 build geobatch-controller localhost/geobatch-base:nonroot

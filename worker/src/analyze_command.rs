@@ -49,6 +49,11 @@ pub struct AnalyzeArgs {
     /// Worker threads per input. Default: the number of available cores.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub threads: Option<u64>,
+    /// Give up on an input after this long (error kind time_limit), e.g. 90s or 10m; 0 for
+    /// no limit.
+    #[arg(long, value_name = "DURATION", default_value = "10m",
+          value_parser = crate::config::parse_duration)]
+    pub max_analysis_time: Duration,
 }
 
 /// How reports are printed.
@@ -72,6 +77,7 @@ impl AnalyzeArgs {
             max_invalid_samples: self.max_invalid_samples,
             max_property_names: self.max_property_names,
             threads,
+            time_limit: (!self.max_analysis_time.is_zero()).then_some(self.max_analysis_time),
         }
     }
 }

@@ -73,6 +73,12 @@ pub struct RunArgs {
     #[arg(long, env = "GEOBATCH_MAX_FEATURE_BYTES")]
     pub max_feature_bytes: Option<u64>,
 
+    /// Longest the built-in analysis may run on one file; past it the file gets an error
+    /// report (kind time_limit) and its message is deleted, as for any bad input. 0 for no
+    /// limit.
+    #[arg(long, env = "GEOBATCH_MAX_ANALYSIS_TIME", default_value = "10m", value_parser = parse_duration)]
+    pub max_analysis_time: Duration,
+
     /// How long in-flight files may run after SIGTERM/SIGINT before their messages are
     /// released for another worker; a receive in flight may also return within it, and its
     /// messages are released at once. Keep it below the ECS stop timeout (30 s by default)
@@ -314,6 +320,8 @@ impl WorkerConfig {
                 Processor::Analysis(AnalysisOptions {
                     max_feature_bytes: args.max_feature_bytes.unwrap_or(defaults.max_feature_bytes),
                     threads: geobatch_analysis::threads_per_file(cpus, concurrency),
+                    time_limit: (!args.max_analysis_time.is_zero())
+                        .then_some(args.max_analysis_time),
                     ..defaults
                 })
             }

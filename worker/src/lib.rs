@@ -7,7 +7,8 @@
 //! - [`analyze_command`]: `geobatch-worker analyze`, the local command-line front end.
 //! - [`service`]: `geobatch-worker run`: the receive loop, concurrency and shutdown.
 //! - [`config`]: the flags of `run`, validated into [`config::WorkerConfig`].
-//! - [`event`]: parses S3 event notifications (plain, SNS-wrapped, `s3:TestEvent`).
+//! - [`event`]: parses S3 event notifications (plain, SNS-wrapped, `s3:TestEvent`); it is
+//!   `geobatch_common::s3_event`, shared with the controller's `backfill` that builds them.
 //! - [`message`]: one SQS message from receipt to deletion or release.
 //! - [`process`]: one object: checks, download, analysis or `--exec`, outcome.
 //! - [`fetch`]: streams an object to a temporary file within the size limit.
@@ -26,7 +27,7 @@
 pub mod analyze_command;
 pub mod config;
 pub mod deadline;
-pub mod event;
+pub use geobatch_common::s3_event as event;
 pub mod exec;
 #[cfg(test)]
 mod fakes;

@@ -243,15 +243,20 @@ fn too_large(size: u64, limit: u64) -> ErrorDetail {
 }
 
 /// Runs the built-in analysis on a blocking thread: it is CPU-bound and must not stall the
-/// tasks that keep other messages' visibility extended.
+/// tasks that keep other messages' visibility extended. A blocking thread cannot be
+/// abandoned, so the analysis is cancelled when this future is dropped (its message was
+/// released at the end of the shutdown grace): the thread then ends within a feature.
 async fn analyse(
     download: Download,
     options: AnalysisOptions,
     object: &ObjectRef,
 ) -> Result<Result<Outcome, ErrorDetail>, TransientError> {
     let started = Instant::now();
+    tracing::debug!(bucket = %object.bucket, key = %object.key, "analysis started");
+    let stop = analysis::Stop::new();
+    let _cancel_if_dropped = stop.cancel_on_drop();
     let analysed = tokio::task::spawn_blocking(move || {
-        let result = analysis::analyze_file(&download.path, &options);
+        let result = analysis::analyze_file_until(&download.path, &options, &stop);
         drop(download);
         result
     })
@@ -273,8 +278,8 @@ async fn analyse(
             .map(|report| Ok(Outcome::Analysis(report)))
             .map_err(|err| transient(format!("the analysis report cannot be encoded: {err}"))),
         Err(err) => match err.kind {
-            analysis::ErrorKind::Io => Err(transient(format!(
-                "reading the download of s3://{}/{} failed: {}",
+            analysis::ErrorKind::Io | analysis::ErrorKind::Cancelled => Err(transient(format!(
+                "the analysis of s3://{}/{} did not finish: {}",
                 object.bucket, object.key, err.message
             ))),
             kind => Ok(Err(ErrorDetail {

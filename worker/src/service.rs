@@ -44,7 +44,7 @@ use crate::telemetry::{self, Metrics};
 use crate::visibility;
 
 /// Longest wait, after the shutdown grace, for held messages to be handed back.
-const RELEASE_DRAIN_LIMIT: Duration = Duration::from_secs(4);
+const RELEASE_DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// Consecutive failed receives after which `/healthz` reports the worker unhealthy.
 const UNHEALTHY_AFTER_FAILURES: u32 = 5;
 
@@ -89,7 +89,12 @@ pub fn main(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config, shutdown_signal())) {
+    let limit = config.shutdown_grace + SHUTDOWN_MARGIN;
+    let result = runtime.block_on(run(config, geobatch_common::shutdown::graceful(limit)));
+    // Dropping the runtime would wait for every blocking thread; an analysis cancelled at
+    // the end of the grace ends within a feature, so a short bound is enough.
+    runtime.shutdown_timeout(SHUTDOWN_MARGIN);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             let err = anyhow::Error::new(err).context("geobatch-worker run failed");
@@ -100,25 +105,11 @@ pub fn main(args: RunArgs) -> ExitCode {
     }
 }
 
-/// Resolves on the first SIGTERM/SIGINT; a second one exits at once (held messages then
-/// come back after their visibility timeout).
-async fn shutdown_signal() {
-    match geobatch_common::shutdown::signal().await {
-        Ok(signal) => {
-            tracing::info!(signal, "shutdown requested; finishing held messages");
-            tokio::spawn(async {
-                if let Ok(signal) = geobatch_common::shutdown::signal().await {
-                    tracing::warn!(signal, "second signal; exiting without waiting");
-                    std::process::exit(130);
-                }
-            });
-        }
-        Err(err) => {
-            tracing::error!(error = %err, "cannot listen for signals; stop the worker with SIGKILL");
-            std::future::pending::<()>().await;
-        }
-    }
-}
+/// What the worker may take beyond `--shutdown-grace` to release the messages it still
+/// holds and close its listener; past grace + margin it exits whatever it is doing
+/// (`geobatch_common::shutdown`). The default grace (25 s) plus this stays below the ECS
+/// stop timeout (30 s).
+pub const SHUTDOWN_MARGIN: Duration = Duration::from_secs(3);
 
 /// Runs the worker with AWS configured from the standard environment until `shutdown`
 /// resolves and held messages are finished or released.

@@ -10,6 +10,7 @@
 //!   run against the world through a simulated observer, actuator and clock.
 //! - [`autoscaler`]: what a modelled autoscaler sees and how its decisions reach the fleet.
 //! - [`baselines`]: classic alarms, AWS target tracking, KEDA.
+//! - [`lower_bound`]: what a clairvoyant policy would pay, and the p95 floor.
 //! - [`report`]: summary rows, the issue's targets, `summary.json` and `summary.md`.
 //! - [`plot`]: the per-scenario figure, written as SVG and PNG.
 //! - [`rng`]: the seeded generator that makes a run reproducible.
@@ -17,6 +18,7 @@
 pub mod autoscaler;
 pub mod baselines;
 pub mod control_loop;
+pub mod lower_bound;
 pub mod model;
 pub mod plot;
 pub mod report;
@@ -114,8 +116,9 @@ auto_scaling_group = "geobatch-workers"
 "#;
 
 impl GeobatchSettings {
-    /// The controller's defaults, with the fleet (tasks per instance, maximum instances and
-    /// so maximum tasks) of `model`, so that geobatch gets the same fleet as the baselines.
+    /// The controller's defaults, with the fleet (slots per task, tasks per instance,
+    /// maximum instances and so maximum tasks) of `model`, so that geobatch gets the same
+    /// fleet as the baselines.
     /// With the model's defaults this is exactly the controller's default pool.
     pub fn defaults_for(model: &ModelParams) -> Result<Self, ConfigError> {
         let config = ConfigFile::parse(
@@ -133,6 +136,7 @@ impl GeobatchSettings {
                 fix: "give the simulator's default config one [[pool]]".into(),
             })?;
         pool.policy.tasks_per_instance = model.tasks_per_instance;
+        pool.policy.slots_per_task = model.slots_per_task;
         pool.policy.max_instances = model.max_instances;
         pool.policy.max_tasks = model.max_instances * model.tasks_per_instance;
         Ok(Self {
@@ -158,7 +162,7 @@ pub fn autoscaler_for(
         PolicyKind::TargetTracking => Some(Box::new(TargetTracking::new(
             config.target_tracking.clone(),
             mean_processing_secs(scenario),
-            config.model.tasks_per_instance,
+            config.model.full_speed_files_per_instance(),
         ))),
         PolicyKind::Keda => Some(Box::new(Keda::new(config.keda.clone()))),
     }
@@ -214,7 +218,14 @@ mod tests {
     #[test]
     fn geobatch_defaults_are_the_controllers_with_the_default_model() {
         let settings = GeobatchSettings::defaults_for(&ModelParams::default()).expect("valid");
-        assert_eq!(settings.pool.policy, crate::policy::PoolPolicy::default());
+        let policy = crate::policy::PoolPolicy::default();
+        assert_eq!(settings.pool.policy, policy);
+        let model = ModelParams::default();
+        assert_eq!(
+            (model.tasks_per_instance, model.slots_per_task),
+            (policy.tasks_per_instance, policy.slots_per_task),
+            "the simulated worker fleet is the deployed one"
+        );
         assert_eq!(settings.pool.poll_interval, Duration::from_secs(5));
     }
 }

@@ -40,18 +40,27 @@ pub struct ModelParams {
     /// Worker tasks that fit on one instance (2, the stack's `TasksPerInstance` and the
     /// controller's default; taken from the controller config when `--config` is given).
     pub tasks_per_instance: u32,
+    /// Files one worker task analyses at once: the worker's `--concurrency` (2, the stack's
+    /// `WorkerConcurrency` and the controller's `slots_per_task`; taken from the controller
+    /// config when `--config` is given).
+    pub slots_per_task: u32,
+    /// vCPUs of one instance (2, a c7i.large). Files running on an instance share them:
+    /// each runs at `min(1, vcpus_per_instance / files running on the instance)` of its
+    /// nominal speed (docs/scaling.md, "Slots and shared vCPUs").
+    pub vcpus_per_instance: u32,
     /// Fleet ceiling, the same for every policy (ASG MaxSize / node group max; 10, the
     /// controller's default; taken from the controller config when `--config` is given).
     pub max_instances: u32,
     /// Time from the end of a CloudWatch 1-minute period until its datapoint can be read by
     /// an alarm. AWS documents that SQS metrics can lag by minutes; 2 minutes is assumed.
     pub cloudwatch_lag_secs: f64,
-    /// On-demand Linux price of one instance (c6i.xlarge, us-east-1, assumed).
+    /// On-demand Linux price of one instance (c7i.large, us-east-1: $0.08925 an hour).
     pub instance_price_per_hour: f64,
     /// EC2 bills Linux instances per second with a 60-second minimum.
     pub billing_minimum_secs: f64,
-    /// Analysis throughput used to turn a file size into processing time. 20 MB/s is the
-    /// GDAL figure for these machines in the classic-pipeline reference.
+    /// Analysis throughput of one file with a vCPU to itself, used to turn a file size into
+    /// its nominal processing time. 20 MB/s is the GDAL figure for these machines in the
+    /// classic-pipeline reference.
     pub throughput_mb_per_sec: f64,
     /// Fixed cost per file: download start, result upload, delete.
     pub per_file_overhead_secs: f64,
@@ -74,9 +83,11 @@ impl Default for ModelParams {
             task_start_secs: 15.0,
             stop_timeout_secs: 30.0,
             tasks_per_instance: 2,
+            slots_per_task: 2,
+            vcpus_per_instance: 2,
             max_instances: 10,
             cloudwatch_lag_secs: 120.0,
-            instance_price_per_hour: 0.17,
+            instance_price_per_hour: 0.08925,
             billing_minimum_secs: 60.0,
             throughput_mb_per_sec: 20.0,
             per_file_overhead_secs: 3.0,
@@ -142,6 +153,8 @@ impl ModelParams {
         let counts = [
             ("max_receive_count", self.max_receive_count),
             ("tasks_per_instance", self.tasks_per_instance),
+            ("slots_per_task", self.slots_per_task),
+            ("vcpus_per_instance", self.vcpus_per_instance),
             ("max_instances", self.max_instances),
         ];
         for (field, value) in counts {
@@ -154,6 +167,27 @@ impl ModelParams {
             }
         }
         Ok(())
+    }
+
+    /// Files one instance runs at once when all its tasks are busy.
+    pub fn slots_per_instance(&self) -> u32 {
+        self.tasks_per_instance.saturating_mul(self.slots_per_task)
+    }
+
+    /// Files one instance analyses at full speed at once: beyond its vCPUs, files share.
+    pub fn full_speed_files_per_instance(&self) -> u32 {
+        self.slots_per_instance()
+            .min(self.vcpus_per_instance)
+            .max(1)
+    }
+
+    /// The speed of each file while `files` run on one instance, as a fraction of its
+    /// nominal speed: a file needs one vCPU, and files beyond the vCPUs share them equally.
+    pub fn file_speed(&self, files: u32) -> f64 {
+        if files == 0 {
+            return 1.0;
+        }
+        (f64::from(self.vcpus_per_instance) / f64::from(files)).min(1.0)
     }
 
     /// Seconds of analysis for a file of `size_mb` before noise.
@@ -183,6 +217,24 @@ mod tests {
             bad.validate().expect_err("negative timeout").field,
             "visibility_timeout_secs"
         );
+    }
+
+    #[test]
+    fn files_beyond_the_vcpus_share_them_equally() {
+        let m = ModelParams::default();
+        assert_eq!(m.file_speed(0), 1.0);
+        assert_eq!(m.file_speed(1), 1.0);
+        assert_eq!(m.file_speed(2), 1.0);
+        assert_eq!(m.file_speed(4), 0.5);
+        assert_eq!(m.slots_per_instance(), 4);
+        assert_eq!(m.full_speed_files_per_instance(), 2);
+        for files in 1..=16 {
+            // The instance never does more than its vCPUs' worth of work, nor less than a
+            // full vCPU per file up to the vCPU count.
+            let work = f64::from(files) * m.file_speed(files);
+            assert!(work <= f64::from(m.vcpus_per_instance) + 1e-9);
+            assert!(work >= f64::from(files.min(m.vcpus_per_instance)) - 1e-9);
+        }
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! A scenario is generated once per seed and then replayed identically through every
 //! policy, so that all of them face exactly the same files.
 //!
-//! Built-in scenarios: `burst`, `trickle`, `diurnal`, `mixed` (see [`BUILT_IN`]). A scenario
+//! Built-in scenarios: `burst`, `trickle`, `diurnal`, `mixed`, `sparse`, `sustained` (see
+//! [`BUILT_IN`]). A scenario
 //! file is CSV (`upload_secs,size_mb[,processing_secs]` with a header line, `#` comments) or
 //! TOML (`name`, optional `horizon_secs`, and `[[file]]` tables with the same keys). Without
 //! `processing_secs` the time is derived from the size with the model's throughput and noise.
@@ -41,7 +42,7 @@ pub struct Scenario {
 }
 
 /// Names and descriptions of the built-in scenarios.
-pub const BUILT_IN: [(&str, &str); 4] = [
+pub const BUILT_IN: [(&str, &str); 6] = [
     (
         "burst",
         "1,000 files (median 300 MB) uploaded at once at minute 1",
@@ -58,14 +59,25 @@ pub const BUILT_IN: [(&str, &str); 4] = [
         "mixed",
         "6 bursts over 8 h, each 40 small, 10 medium and 3 very large (~8 GB) files",
     ),
+    (
+        "sparse",
+        "one file (median 100 MB) every 15-30 minutes (uniform) for 24 h",
+    ),
+    (
+        "sustained",
+        "Poisson arrivals at 85 % of the fleet ceiling's full-speed capacity for 4 h (median 200 MB)",
+    ),
 ];
+
+/// The share of the fleet ceiling's capacity the `sustained` scenario keeps busy.
+pub const SUSTAINED_LOAD: f64 = 0.85;
 
 /// Why a scenario could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// Neither a built-in name nor a readable file.
     #[error(
-        "unknown scenario {0:?}: use one of burst, trickle, diurnal, mixed, or a .csv/.toml file"
+        "unknown scenario {0:?}: use one of burst, trickle, diurnal, mixed, sparse, sustained, or a .csv/.toml file"
     )]
     Unknown(String),
     /// The file could not be read.
@@ -176,6 +188,32 @@ pub fn built_in(name: &str, seed: u64, model: &ModelParams) -> Option<Scenario> 
                 add(3, 8000.0, 0.2, &mut rng);
             }
             8.0 * 3600.0
+        }
+        "sparse" => {
+            let mut t = 15.0 * 60.0 * (1.0 + rng.unit());
+            while t < 86_400.0 {
+                uploads.push((t, rng.log_normal(100.0, 1.0)));
+                t += 15.0 * 60.0 * (1.0 + rng.unit());
+            }
+            86_400.0
+        }
+        "sustained" => {
+            // The rate that keeps SUSTAINED_LOAD of the ceiling's full-speed slots busy,
+            // from the mean processing time of the size distribution below.
+            let (median_mb, sigma) = (200.0, 0.5);
+            let mean_mb = median_mb * (sigma * sigma / 2.0f64).exp();
+            let noise = model.processing_noise_sigma;
+            let mean_secs = model.processing_secs(mean_mb) * (noise * noise / 2.0).exp();
+            let slots =
+                f64::from(model.max_instances) * f64::from(model.full_speed_files_per_instance());
+            let mean_gap = mean_secs / (SUSTAINED_LOAD * slots);
+            let (start, end) = (600.0, 600.0 + 4.0 * 3600.0);
+            let mut t = start + rng.exponential(mean_gap);
+            while t < end {
+                uploads.push((t, rng.log_normal(median_mb, sigma)));
+                t += rng.exponential(mean_gap);
+            }
+            end + 3600.0
         }
         _ => return None,
     };
@@ -441,6 +479,46 @@ mod tests {
             .unwrap_or(0);
         assert!(longest > 50 * shortest, "sizes should differ widely");
         assert!(built_in("nope", 1, &m).is_none());
+    }
+
+    #[test]
+    fn sparse_and_sustained_have_the_documented_shape() {
+        let m = ModelParams::default();
+        let sparse = built_in("sparse", 1, &m).expect("sparse");
+        let gaps: Vec<u64> = sparse
+            .files
+            .windows(2)
+            .map(|w| w[1].upload_ms - w[0].upload_ms)
+            .collect();
+        assert!(
+            gaps.iter().all(|g| (900_000..=1_800_000).contains(g)),
+            "{gaps:?}"
+        );
+        assert!(
+            (48..=96).contains(&sparse.files.len()),
+            "{}",
+            sparse.files.len()
+        );
+
+        let sustained = built_in("sustained", 1, &m).expect("sustained");
+        // Offered work over the 4 h, in full-speed slot-seconds, against the ceiling's.
+        let work: f64 = sustained
+            .files
+            .iter()
+            .map(|f| f.processing_ms as f64 / 1000.0)
+            .sum();
+        let capacity =
+            f64::from(m.max_instances * m.full_speed_files_per_instance()) * 4.0 * 3600.0;
+        let load = work / capacity;
+        assert!((0.75..0.95).contains(&load), "load {load}");
+        // A bigger fleet gets a proportionally heavier load.
+        let bigger = ModelParams {
+            max_instances: 20,
+            ..m.clone()
+        };
+        let heavier = built_in("sustained", 1, &bigger).expect("sustained");
+        let ratio = heavier.files.len() as f64 / sustained.files.len() as f64;
+        assert!((1.8..2.2).contains(&ratio), "{ratio}");
     }
 
     #[test]

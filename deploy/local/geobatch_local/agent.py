@@ -8,7 +8,9 @@ It does for the local stack what ECS and its agents do in AWS, and nothing more:
   capacity (``TasksPerInstance`` each), with the definition's command and environment, and
   records each task in the emulator
   (``StartTask``/``StopTask``), so running-task counts per instance are real there;
-- each task gets its own ``ECS_AGENT_URI`` and the task-protection endpoint behind it;
+- each task gets its own ``ECS_AGENT_URI`` and the task-protection endpoint behind it, and,
+  given an instance metadata stand-in (``imds.py``), its instance's metadata endpoint, so a
+  Spot interruption can be announced to the tasks of one instance;
 - scale-in and draining stop only unprotected tasks: SIGTERM, then SIGKILL after the
   container's stop timeout; a task whose process exits is replaced while the count calls
   for it; an instance that leaves the group takes its tasks with it (SIGKILL), and the
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .emulator import Emulator, free_port
+from .imds import ImdsStandIn
 from .placement import InstanceView, TaskView, plan
 from .runners import TaskRunner
 from .stack import Stack
@@ -71,7 +74,9 @@ class EcsAgentStandIn:
         log_dir: Path,
         poll_secs: float = 0.5,
         on_event: Callable[[dict[str, Any]], None] | None = None,
+        imds: ImdsStandIn | None = None,
     ) -> None:
+        self._imds = imds
         self._emulator = emulator
         self._stack = stack
         self._runner = runner
@@ -163,6 +168,15 @@ class EcsAgentStandIn:
             task.stop_reason = "killed (SIGKILL) by fault injection"
             self._emit("task-killed", task, reason=task.stop_reason)
             self._runner.kill(task.task_id, task.process)
+
+    def interrupt_instance(self, instance_id: str, notice_secs: float = 120.0) -> float:
+        """Announces a Spot interruption of an instance through its metadata stand-in, as EC2
+        does two minutes ahead; returns when the notice became visible (epoch seconds)."""
+        if self._imds is None:
+            raise RuntimeError("the agent was started without an instance metadata stand-in")
+        at = self._imds.interrupt(instance_id, notice_secs)
+        self._emit("spot-interruption-notice", None, instance=instance_id, notice_secs=notice_secs)
+        return at
 
     def stop_externally(self, task_arn: str, reason: str) -> None:
         """SIGTERM a task regardless of protection, as `aws ecs stop-task` does."""
@@ -281,6 +295,9 @@ class EcsAgentStandIn:
             "ECS_AGENT_URI": f"{self.protection_endpoint}/api/{task_id}",
             "GEOBATCH_METRICS_ADDR": f"127.0.0.1:{free_port()}",
         }
+        if self._imds is not None:
+            env["GEOBATCH_SPOT_WATCH"] = "on"
+            env["GEOBATCH_IMDS_ENDPOINT"] = self._imds.endpoint(instance_id)
         log_path = self._log_dir / f"task-{task_id}.log"
         with open(log_path, "ab") as log:
             process = self._runner.start(task_id, self._container, env, log)

@@ -13,7 +13,10 @@ characters. After the faulty run:
 4. the service and the Auto Scaling Group are back at zero;
 5. no task was stopped by the controller (scale-in, draining or instance termination) while
    it held scale-in protection;
-6. the faults really happened: at least a few SIGKILLs and SIGTERMs hit busy workers.
+6. the faults really happened: at least a few SIGKILLs and SIGTERMs hit busy workers;
+7. a Spot interruption announced (through the instance metadata stand-in) to an instance
+   whose worker was busy made it release its messages at once; the files were completed
+   elsewhere (checks 1-3). The time from the notice to each release is printed.
 
 It prints one line per check and a closing "N passed, M failed" line, and exits non-zero
 if any check failed. The fault schedule is seeded; the assertions do not depend on timing.
@@ -29,6 +32,7 @@ import threading
 import time
 from pathlib import Path
 
+from .imds import interruption_releases
 from .pipeline import LocalPipeline, Settings
 from .processes import Interrupted, raise_on_termination_signals
 
@@ -36,7 +40,8 @@ PARAMETERS = {
     "PollIntervalSeconds": "1",
     "ScaleInStabilizationSeconds": "5",
     "IdleWindowSeconds": "5",
-    "MessagesPerTask": "8",
+    "TargetP95Seconds": "20",
+    "ColdStartSeconds": "5",
     "TasksPerInstance": "2",
     "MaxInstances": "3",
     "MaxTasks": "6",
@@ -94,7 +99,13 @@ def make_files(seed: int) -> tuple[list[tuple[str, bytes]], set[str]]:
 
 
 class Chaos:
-    """Kills (SIGKILL) and stops (SIGTERM) random busy worker tasks on a seeded schedule."""
+    """Kills (SIGKILL) and stops (SIGTERM) random busy worker tasks on a seeded schedule,
+    and once announces a Spot interruption to the instance of a busy one.
+
+    The notice's time is the moment it is announced: no time is left, so the worker must
+    hand back everything it holds at once rather than finish it (with two minutes left it
+    would rightly finish files as small as these).
+    """
 
     def __init__(self, pipeline: LocalPipeline, seed: int, interval_secs: float = 0.8) -> None:
         self._pipeline = pipeline
@@ -106,6 +117,8 @@ class Chaos:
         self.terms_busy = 0
         self.kills = 0
         self.terms = 0
+        # (instance id, when the notice became visible, the tasks on that instance then)
+        self.interruption: tuple[str, float, list[str]] | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -124,6 +137,13 @@ class Chaos:
             if len(tasks) < 2 or not busy:
                 continue
             victim = self._rng.choice(busy)
+            if self.interruption is None:
+                tasks_there = [t.task_id for t in tasks if t.instance_id == victim.instance_id]
+                # Leave another instance to take the work over.
+                if len({t.instance_id for t in tasks}) >= 2:
+                    at = agent.interrupt_instance(victim.instance_id, notice_secs=0)
+                    self.interruption = (victim.instance_id, at, tasks_there)
+                    continue
             if self._rng.random() < 0.5:
                 agent.kill(victim.task_arn)
                 self.kills += 1
@@ -269,6 +289,17 @@ def run(target_dir: Path, out_dir: Path, seed: int, timeout_secs: float) -> int:
             f"faults happened: {chaos.kills_busy} SIGKILLs and {chaos.terms_busy} SIGTERMs of busy workers "
             f"(at least {MIN_KILLS} and {MIN_TERMS} required)",
         )
+        if chaos.interruption is None:
+            check(False, "a Spot interruption was announced to a busy instance (no moment with two instances and a busy worker)")
+        else:
+            instance, noticed_at, task_ids = chaos.interruption
+            releases = interruption_releases(out_dir / "tasks", task_ids)
+            delays = [at - noticed_at for at, _ in releases]
+            check(
+                bool(releases),
+                f"Spot interruption of {instance}: {len(releases)} held message(s) released at once, "
+                f"{', '.join(f'{d:.2f} s' for d in delays) or 'none'} after the notice; completed elsewhere (checks above)",
+            )
         started_tasks = sum(1 for e in events if e["event"] == "task-started")
         print(f"   {started_tasks} tasks started over both runs; agent errors: {pipeline.agent.errors}")
         (out_dir / "agent-events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))

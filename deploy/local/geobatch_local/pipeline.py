@@ -13,6 +13,7 @@ emulator. Every child also dies with this process if it is killed outright.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Callable
 from . import runners
 from . import stack as stack_module
 from .agent import EcsAgentStandIn
+from .imds import ImdsStandIn
 from .emulator import Emulator, base_env, free_port
 from .processes import Supervisor
 from .timeline import Sample, Sampler
@@ -52,9 +54,13 @@ class LocalPipeline:
         self.emulator: Emulator
         self.stack: stack_module.Stack
         self.agent: EcsAgentStandIn | None = None
+        self.imds: ImdsStandIn | None = None
         self.sampler: Sampler | None = None
         self.started_at = time.monotonic()
         self._logs: list = []
+        # Where the batch commands find the controller and its pools (set on start).
+        self.controller_url = ""
+        self.controller_config = Path()
 
     # ------------------------------------------------------------------ start and stop
     def __enter__(self) -> "LocalPipeline":
@@ -103,6 +109,8 @@ class LocalPipeline:
         config_path.write_text(config)
         env = {**base_env(), **self.emulator.child_env(), "RUST_LOG": "info"}
         listen = f"127.0.0.1:{free_port()}"
+        self.controller_url = f"http://{listen}"
+        self.controller_config = config_path
         self.supervisor.start(
             "controller",
             [str(controller), "run", "--config", str(config_path), "--listen", listen],
@@ -114,9 +122,14 @@ class LocalPipeline:
             f"   controller: {config_path}, metrics at http://{listen}/metrics, decisions in "
             f"{out / 'controller-decisions.jsonl'}, log {out / 'controller.log'}"
         )
-        self.agent = EcsAgentStandIn(self.emulator, self.stack, runner, out / "tasks")
+        self.imds = ImdsStandIn()
+        self.imds.start()
+        self.agent = EcsAgentStandIn(self.emulator, self.stack, runner, out / "tasks", imds=self.imds)
         self.agent.start()
-        self.say(f"   agent stand-in: task protection at {self.agent.protection_endpoint}, task logs in {out / 'tasks'}")
+        self.say(
+            f"   agent stand-in: task protection at {self.agent.protection_endpoint}, instance metadata "
+            f"(Spot notices) at {self.imds.endpoint('<instance id>')}, task logs in {out / 'tasks'}"
+        )
         self.started_at = time.monotonic()
         self.sampler = Sampler(self.look)
         self.sampler.start()
@@ -126,6 +139,8 @@ class LocalPipeline:
             self.sampler.stop()
         if self.agent:
             self.agent.shutdown()
+        if self.imds:
+            self.imds.shutdown()
         self.supervisor.stop_all()
         for handle in self._logs:
             handle.close()
@@ -180,6 +195,13 @@ class LocalPipeline:
                 body = s3.get_object(Bucket=self.stack.output_bucket, Key=item["Key"])["Body"].read()
                 found[item["Key"][len(self.stack.output_prefix) :]] = body
         return found
+
+    def batch_command(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Runs `geobatch-controller ARGS` (backfill, status, redrive, report) against the
+        emulator, as an operator would with the stack's AWS settings; output is captured."""
+        env = {**base_env(), **self.emulator.child_env(), "GEOBATCH_CONTROLLER_URL": self.controller_url}
+        binary = self.settings.target_dir / "geobatch-controller"
+        return subprocess.run([str(binary), *args], env=env, capture_output=True, text=True, timeout=120, check=False)
 
     def outcome_key(self, input_key: str) -> str:
         """Key, relative to the output prefix, of the outcome of an input object: the worker

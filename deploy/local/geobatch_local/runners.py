@@ -30,7 +30,9 @@ from . import processes
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CONTAINERS_CONF = REPO_ROOT / "deploy" / "docker" / "containers.conf"
-WORKER_IMAGE = "localhost/geobatch-worker:dev"
+# This checkout's tag (deploy/docker/images.sh): checkouts sharing a machine keep apart.
+IMAGE_TAG = "dev-" + hashlib.sha256(str(REPO_ROOT).encode()).hexdigest()[:8]
+WORKER_IMAGE = f"localhost/geobatch-worker:{IMAGE_TAG}"
 BINARY_LABEL = "io.geobatch.binary-sha256"
 # Containers of this driver carry its pid, so a later driver can remove those a dead one left.
 DRIVER_LABEL = "io.geobatch.local-driver"

@@ -30,8 +30,8 @@ from geobatch_local.pipeline import VENV_MOTO
 from geobatch_local.processes import Supervisor, wait_until
 
 TARGET_DIR = runners.REPO_ROOT / "target" / "debug"
-CONTROLLER_IMAGE = "localhost/geobatch-controller:dev"
-EXEC_IMAGE = "localhost/geobatch-worker-exec-test:dev"
+CONTROLLER_IMAGE = f"localhost/geobatch-controller:{runners.IMAGE_TAG}"
+EXEC_IMAGE = f"localhost/geobatch-worker-exec-test:{runners.IMAGE_TAG}"
 SAMPLES = runners.REPO_ROOT / "deploy" / "samples" / "files" / "earthquakes"
 SHELLS = {"sh", "ash", "bash", "dash", "busybox"}
 PACKAGE_MANAGERS = {"apt", "apt-get", "dpkg", "dpkg-deb", "rpm", "apk", "yum", "dnf", "microdnf"}

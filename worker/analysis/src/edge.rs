@@ -18,6 +18,10 @@
 //!   one, so convergence stays fast; and the iteration stops on the same test as Karney's,
 //!   |λ12(α1) − λ12| below machine epsilon with the exact λ12, so the solution is the same
 //!   to rounding whatever derivative led there;
+//! - takes sine, cosine and arctangent of small angles (below 1e-3 rad: on short edges the
+//!   longitude difference, the Newton corrections, σ12, η and α12) from their Taylor series,
+//!   cut where the first omitted term is below 2e-19 relative, i.e. far below half an ulp
+//!   (see [`SMALL`]), so they are as exact as the library functions at a fraction of the cost;
 //! - does not allocate (fixed-size arrays on the stack).
 //!
 //! Every other edge (meridional, equatorial, long or nearly antipodal, or crossing the
@@ -163,7 +167,7 @@ impl Kernel {
         sbetm2 /= sbetm2 + (cbet1 + cbet2) * (cbet1 + cbet2);
         let dnm = (1.0 + self.ep2 * sbetm2).sqrt();
         let omg12 = lam12 / (self.f1 * dnm);
-        let (somg12s, comg12s) = omg12.sin_cos();
+        let (somg12s, comg12s) = sin_cos(omg12);
         let mut salp1 = cbet2 * somg12s;
         let mut calp1 = if comg12s >= 0.0 {
             sbet12 + cbet2 * sbet1 * somg12s * somg12s / (1.0 + comg12s)
@@ -190,7 +194,7 @@ impl Kernel {
             );
             norm(&mut s2, &mut c2);
             (salp2, calp2) = (s2, c2);
-            let sig12 = ssig12.atan2(csig12);
+            let sig12 = atan2(ssig12, csig12);
             distance = sig12 * self.b * dnm;
             (somg12, comg12) = (somg12s, comg12s);
             if salp1 > 0.0 {
@@ -220,7 +224,7 @@ impl Kernel {
             let a1 = a1m1(eps) + 1.0;
             let b1 = sin_series(l.ssig2, l.csig2, &c1) - sin_series(l.ssig1, l.csig1, &c1);
             distance = self.b * a1 * (l.sig12 + b1);
-            let (sdomg12, cdomg12) = l.domg12.sin_cos();
+            let (sdomg12, cdomg12) = sin_cos(l.domg12);
             somg12 = slam12 * cdomg12 - clam12 * sdomg12;
             comg12 = clam12 * cdomg12 + slam12 * sdomg12;
         }
@@ -230,8 +234,10 @@ impl Kernel {
             let domg12 = 1.0 + comg12;
             let dbet1 = 1.0 + cbet1;
             let dbet2 = 1.0 + cbet2;
-            2.0 * (somg12 * (sbet1 * dbet2 + sbet2 * dbet1))
-                .atan2(domg12 * (sbet1 * sbet2 + dbet1 * dbet2))
+            2.0 * atan2(
+                somg12 * (sbet1 * dbet2 + sbet2 * dbet1),
+                domg12 * (sbet1 * sbet2 + dbet1 * dbet2),
+            )
         } else {
             let mut salp12 = salp2 * calp1 - calp2 * salp1;
             let mut calp12 = calp2 * calp1 + salp2 * salp1;
@@ -307,7 +313,7 @@ impl Kernel {
             }
             if step < MAX_NEWTON && lambda.dv > 0.0 {
                 let dalp1 = -v / lambda.dv;
-                let (sdalp1, cdalp1) = dalp1.sin_cos();
+                let (sdalp1, cdalp1) = sin_cos(dalp1);
                 let nsalp1 = salp1 * cdalp1 + calp1 * sdalp1;
                 if nsalp1 > 0.0 && dalp1.abs() < std::f64::consts::PI {
                     calp1 = calp1 * cdalp1 - salp1 * sdalp1;
@@ -360,12 +366,16 @@ impl Kernel {
         let (mut ssig2, mut csig2) = (e.sbet2, calp2 * e.cbet2);
         let (somg2, comg2) = (salp0 * e.sbet2, calp2 * e.cbet2);
         norm(&mut ssig2, &mut csig2);
-        let sig12 = (csig1 * ssig2 - ssig1 * csig2)
-            .max(0.0)
-            .atan2(csig1 * csig2 + ssig1 * ssig2);
+        let sig12 = atan2(
+            (csig1 * ssig2 - ssig1 * csig2).max(0.0),
+            csig1 * csig2 + ssig1 * ssig2,
+        );
         let somg12 = (comg1 * somg2 - somg1 * comg2).max(0.0);
         let comg12 = comg1 * comg2 + somg1 * somg2;
-        let eta = (somg12 * clam120 - comg12 * slam120).atan2(comg12 * clam120 + somg12 * slam120);
+        let eta = atan2(
+            somg12 * clam120 - comg12 * slam120,
+            comg12 * clam120 + somg12 * slam120,
+        );
         let k2 = calp0 * calp0 * self.ep2;
         let eps = k2 / (2.0 * (1.0 + (1.0 + k2).sqrt()) + k2);
         let mut c3 = [0.0; ORDER];
@@ -478,6 +488,36 @@ fn two_sum(u: f64, v: f64) -> (f64, f64) {
     (s, -((up - u) + (vpp - v)))
 }
 
+/// Below this magnitude (radians), [`sin_cos`] and [`atan2`] use Taylor series. The first
+/// omitted terms, relative to the result, are at most: sine x⁶/5040 ≤ 2.0e-22, cosine
+/// x⁸/40320 ≤ 2.5e-29, arctangent t⁶/7 ≤ 1.5e-19; half an ulp is 1.1e-16. The few roundings
+/// of the Horner evaluation are what the library functions also allow (≤ 1 ulp).
+const SMALL: f64 = 1e-3;
+
+/// `x.sin_cos()`, by series for |x| < [`SMALL`].
+fn sin_cos(x: f64) -> (f64, f64) {
+    if x.abs() < SMALL {
+        let x2 = x * x;
+        (
+            x * (1.0 - x2 / 6.0 * (1.0 - x2 / 20.0)),
+            1.0 - x2 / 2.0 * (1.0 - x2 / 12.0 * (1.0 - x2 / 30.0)),
+        )
+    } else {
+        x.sin_cos()
+    }
+}
+
+/// `y.atan2(x)`, by series when x > 0 and |y/x| < [`SMALL`].
+fn atan2(y: f64, x: f64) -> f64 {
+    if x > 0.0 && y.abs() < SMALL * x {
+        let t = y / x;
+        let t2 = t * t;
+        t * (1.0 - t2 * (1.0 / 3.0 - t2 / 5.0))
+    } else {
+        y.atan2(x)
+    }
+}
+
 /// Scales `(x, y)` to unit length. Components here are at most 1 in magnitude and never
 /// both zero, so `sqrt` of the sum of squares neither overflows nor underflows to zero.
 fn norm(x: &mut f64, y: &mut f64) {
@@ -498,39 +538,41 @@ fn ang_round(x: f64) -> f64 {
 /// `sincosd`) so that 90° gives exactly (1, 0).
 fn sincosd(x: f64) -> (f64, f64) {
     let (s, c) = if x.abs() <= 45.0 {
-        x.to_radians().sin_cos()
+        sin_cos(x.to_radians())
     } else if x > 0.0 {
-        let (s, c) = (x - 90.0).to_radians().sin_cos();
+        let (s, c) = sin_cos((x - 90.0).to_radians());
         (c, -s)
     } else {
-        let (s, c) = (x + 90.0).to_radians().sin_cos();
+        let (s, c) = sin_cos((x + 90.0).to_radians());
         (-c, s)
     };
     (if s == 0.0 { s.copysign(x) } else { s }, c + 0.0)
 }
 
-/// Σ_{l=1}^{N-1} c[l] sin(2 l σ) by Clenshaw summation, from sin σ and cos σ.
+/// Σ_{l=1}^{N-1} c[l] sin(2 l σ), from sin σ and cos σ.
 fn sin_series<const N: usize>(sinx: f64, cosx: f64, c: &[f64; N]) -> f64 {
-    let ar = 2.0 * (cosx - sinx) * (cosx + sinx);
-    let (mut y0, mut y1) = (0.0, 0.0);
-    for l in (1..N).rev() {
-        let next = ar * y0 - y1 + c[l];
-        y1 = y0;
-        y0 = next;
-    }
+    let (y0, _) = clenshaw(sinx, cosx, &c[1..]);
     2.0 * sinx * cosx * y0
 }
 
-/// Σ_{l=0}^{N-1} c[l] cos((2 l + 1) σ) by Clenshaw summation, from sin σ and cos σ.
+/// Σ_{l=0}^{N-1} c[l] cos((2 l + 1) σ), from sin σ and cos σ.
 fn cos_series<const N: usize>(sinx: f64, cosx: f64, c: &[f64; N]) -> f64 {
+    let (y0, y1) = clenshaw(sinx, cosx, c);
+    cosx * (y0 - y1)
+}
+
+/// Clenshaw's recurrence y_k = 2 cos 2σ y_{k+1} − y_{k+2} + c_k down the coefficients;
+/// returns the last two values, from which both series above are formed.
+#[inline]
+fn clenshaw(sinx: f64, cosx: f64, c: &[f64]) -> (f64, f64) {
     let ar = 2.0 * (cosx - sinx) * (cosx + sinx);
     let (mut y0, mut y1) = (0.0, 0.0);
-    for l in (0..N).rev() {
-        let next = ar * y0 - y1 + c[l];
+    for &ck in c.iter().rev() {
+        let next = ar * y0 - y1 + ck;
         y1 = y0;
         y0 = next;
     }
-    cosx * (y0 - y1)
+    (y0, y1)
 }
 
 /// A1 − 1 of the distance integral, to order ε⁶ (Karney 2013, eq. 17).
@@ -588,6 +630,29 @@ mod test {
             fast.area,
             full.area
         );
+    }
+
+    #[test]
+    fn small_angle_series_match_the_library_functions() {
+        for i in 0..=2000 {
+            let x = SMALL * (i as f64 / 1000.0 - 1.0) * (1.0 - 1e-12);
+            for x in [x, x * 1e-3, x * 1e-9, x * 1e-200] {
+                let (s, c) = sin_cos(x);
+                let (es, ec) = x.sin_cos();
+                assert!((s - es).abs() <= 2.0 * f64::EPSILON * es.abs(), "sin {x:e}");
+                assert!((c - ec).abs() <= f64::EPSILON, "cos {x:e}");
+                let a = atan2(x, 1.0);
+                assert!(
+                    (a - x.atan2(1.0)).abs() <= 2.0 * f64::EPSILON * a.abs(),
+                    "atan {x:e}"
+                );
+                let a = atan2(x * 0.37, 0.37);
+                assert!((a - (x * 0.37).atan2(0.37)).abs() <= 2.0 * f64::EPSILON * a.abs());
+            }
+        }
+        assert_eq!(sin_cos(0.0), (0.0, 1.0));
+        assert_eq!(atan2(-0.0, 1.0).to_bits(), (-0.0f64).to_bits());
+        assert!(atan2(f64::NAN, 1.0).is_nan());
     }
 
     #[test]

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("{kind}: {message}")]
 pub struct AnalysisError {
-    /// Machine-readable category; the service retries only [`ErrorKind::Io`].
+    /// Machine-readable category; the service retries only [`ErrorKind::Io`] (and hands a
+    /// [`ErrorKind::Cancelled`] file back to the queue).
     pub kind: ErrorKind,
     /// Human-readable explanation.
     pub message: String,
@@ -34,8 +35,9 @@ impl AnalysisError {
 
 /// Categories of analysis failure.
 ///
-/// Every kind but [`ErrorKind::Io`] is a property of the input itself: analysing the same
-/// bytes again gives the same error, so callers treat those as permanent.
+/// Every kind but [`ErrorKind::Io`] and [`ErrorKind::Cancelled`] is a property of the input
+/// itself: analysing the same bytes again gives the same error, so callers treat those as
+/// permanent.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -57,6 +59,12 @@ pub enum ErrorKind {
     TooDeep,
     /// A single feature (or top-level member) larger than `max_feature_bytes`.
     FeatureTooLarge,
+    /// The analysis ran past its `time_limit`. Permanent like the kinds above: the same
+    /// bytes take as long again.
+    TimeLimit,
+    /// The caller stopped the analysis ([`crate::Stop::cancel`]); says nothing about the
+    /// input, so callers hand the file back rather than report it.
+    Cancelled,
 }
 
 impl ErrorKind {
@@ -71,6 +79,8 @@ impl ErrorKind {
             ErrorKind::InvalidCoordinates => "invalid_coordinates",
             ErrorKind::TooDeep => "too_deep",
             ErrorKind::FeatureTooLarge => "feature_too_large",
+            ErrorKind::TimeLimit => "time_limit",
+            ErrorKind::Cancelled => "cancelled",
         }
     }
 }
@@ -96,6 +106,8 @@ mod test {
             ErrorKind::InvalidCoordinates,
             ErrorKind::TooDeep,
             ErrorKind::FeatureTooLarge,
+            ErrorKind::TimeLimit,
+            ErrorKind::Cancelled,
         ] {
             let json = serde_json::to_string(&kind).expect("serialize");
             assert_eq!(json, format!("\"{kind}\""));

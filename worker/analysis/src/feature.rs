@@ -28,26 +28,38 @@ pub(crate) struct ParsedFeature<'a> {
     pub(crate) id: Option<serde_json::Value>,
     /// `None` for a null (or absent) geometry.
     pub(crate) geometry: Option<Geometry>,
-    /// Property names with the JSON type of each value, in file order.
+    /// Property names with the JSON type of each value, in file order: the first
+    /// `max_properties` of them (see [`parse`]).
     pub(crate) properties: Vec<(Cow<'a, str>, JsonType)>,
+    /// Properties beyond `max_properties`: validated and counted, not kept.
+    pub(crate) untracked_properties: u64,
 }
 
-/// Parses one feature or geometry occupying all of `bytes`, which start at input offset `base`.
-pub(crate) fn parse(bytes: &[u8], base: u64, shape: Shape) -> Result<ParsedFeature<'_>> {
+/// Parses one feature or geometry occupying all of `bytes`, which start at input offset
+/// `base`, keeping at most `max_properties` property entries, so a feature with millions
+/// of distinct names costs the same memory as one with `max_properties` of them (the cap is
+/// applied while reading, before anything is copied).
+pub(crate) fn parse(
+    bytes: &[u8],
+    base: u64,
+    shape: Shape,
+    max_properties: usize,
+) -> Result<ParsedFeature<'_>> {
     let mut cursor = Cursor::new(bytes, base);
     let parsed = match shape {
-        Shape::Feature => parse_feature(&mut cursor)?,
+        Shape::Feature => parse_feature(&mut cursor, max_properties)?,
         Shape::Geometry => ParsedFeature {
             id: None,
             geometry: Some(parse_geometry(&mut cursor)?),
             properties: Vec::new(),
+            untracked_properties: 0,
         },
     };
     cursor.finish()?;
     Ok(parsed)
 }
 
-fn parse_feature<'a>(cursor: &mut Cursor<'a>) -> Result<ParsedFeature<'a>> {
+fn parse_feature<'a>(cursor: &mut Cursor<'a>, max_properties: usize) -> Result<ParsedFeature<'a>> {
     let start = cursor.offset();
     if cursor.peek() != Some(b'{') {
         return Err(cursor.error(ErrorKind::NotGeojson, "a feature must be a JSON object"));
@@ -58,6 +70,7 @@ fn parse_feature<'a>(cursor: &mut Cursor<'a>) -> Result<ParsedFeature<'a>> {
         id: None,
         geometry: None,
         properties: Vec::new(),
+        untracked_properties: 0,
     };
     if !cursor.eat(b'}') {
         loop {
@@ -72,7 +85,7 @@ fn parse_feature<'a>(cursor: &mut Cursor<'a>) -> Result<ParsedFeature<'a>> {
                         Some(parse_geometry(cursor)?)
                     }
                 }
-                "properties" => parse_properties(cursor, &mut feature.properties)?,
+                "properties" => parse_properties(cursor, &mut feature, max_properties)?,
                 "id" => feature.id = parse_id(cursor)?,
                 _ => {
                     cursor.skip_value()?;
@@ -108,7 +121,8 @@ fn expect_string<'a>(cursor: &mut Cursor<'a>, what: &str) -> Result<Cow<'a, str>
 
 fn parse_properties<'a>(
     cursor: &mut Cursor<'a>,
-    out: &mut Vec<(Cow<'a, str>, JsonType)>,
+    feature: &mut ParsedFeature<'a>,
+    max_properties: usize,
 ) -> Result<()> {
     if cursor.eat_null()? {
         return Ok(());
@@ -127,7 +141,11 @@ fn parse_properties<'a>(
         let key = cursor.string()?;
         cursor.expect(b':', "':'")?;
         let value_type = cursor.skip_value()?;
-        out.push((key, value_type));
+        if feature.properties.len() < max_properties {
+            feature.properties.push((key, value_type));
+        } else {
+            feature.untracked_properties += 1;
+        }
         if !cursor.more(b'}')? {
             return Ok(());
         }
@@ -386,7 +404,7 @@ mod test {
     use super::*;
 
     fn feature(text: &str) -> Result<ParsedFeature<'_>> {
-        parse(text.as_bytes(), 0, Shape::Feature)
+        parse(text.as_bytes(), 0, Shape::Feature, usize::MAX)
     }
 
     #[test]
@@ -408,10 +426,28 @@ mod test {
     fn geometries_before_type_in_a_collection() {
         let text = r#"{"geometries": [{"type": "Point", "coordinates": [1, 2, 3, 4]}],
                        "type": "GeometryCollection"}"#;
-        let parsed = parse(text.as_bytes(), 0, Shape::Geometry).expect("valid");
+        let parsed = parse(text.as_bytes(), 0, Shape::Geometry, usize::MAX).expect("valid");
         let geometry = parsed.geometry.expect("geometry");
         assert_eq!(geometry.members.len(), 1);
         assert_eq!(geometry.members[0].points, vec![[1.0, 2.0]]);
+    }
+
+    /// Issue 12, class 2: the cap applies while the properties are read, so the parsed
+    /// feature holds at most `max_properties` entries however many the input has.
+    #[test]
+    fn properties_beyond_the_cap_are_counted_not_kept() {
+        let names: Vec<String> = (0..10_000).map(|n| format!(r#""p{n}": {n}"#)).collect();
+        let text = format!(
+            r#"{{"type":"Feature","geometry":null,"properties":{{{}}}}}"#,
+            names.join(",")
+        );
+        let parsed = parse(text.as_bytes(), 0, Shape::Feature, 5).expect("valid");
+        assert_eq!(parsed.properties.len(), 5);
+        assert!(
+            parsed.properties.capacity() < 64,
+            "no room kept for the rest"
+        );
+        assert_eq!(parsed.untracked_properties, 9_995);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::sync::LazyLock;
 
 use geographiclib_rs::Geodesic;
 
-use super::edge::{self, Kernel};
+use super::edge::{self, EdgeTerms, Kernel};
 use super::geometry::{Geometry, GeometryType, Xy};
 
 /// The WGS84 ellipsoid's constants and series coefficients, computed once per process.
@@ -43,22 +43,30 @@ pub(crate) struct Measures {
     pub(crate) skipped: bool,
 }
 
-/// Computes the figures of `geometry`. Sums run in file order, so they do not depend on
-/// how the input was split among threads.
-pub(crate) fn measure(geometry: &Geometry) -> Measures {
+/// Rings and lines with at least this many edges are measured by `helpers` extra threads as
+/// well: one such geometry (a country's coastline, tens of MB) would otherwise keep one core
+/// busy while the others wait for it.
+const PARALLEL_EDGES: usize = 1 << 16;
+/// Edges one thread evaluates per round of a parallel ring.
+const CHUNK_EDGES: usize = 1 << 14;
+
+/// Computes the figures of `geometry`, with up to `helpers` extra threads for its largest
+/// rings and lines. Sums run in file order, edge by edge, so the figures are the same
+/// (bit for bit) whatever the input's split among threads and whatever `helpers`.
+pub(crate) fn measure(geometry: &Geometry, helpers: usize) -> Measures {
     let mut measures = Measures::default();
-    add(geometry, &mut measures);
+    add(geometry, helpers, &mut measures);
     measures
 }
 
-fn add(geometry: &Geometry, out: &mut Measures) {
+fn add(geometry: &Geometry, helpers: usize, out: &mut Measures) {
     match geometry.kind {
         GeometryType::Point | GeometryType::MultiPoint => {}
         GeometryType::LineString | GeometryType::MultiLineString => {
             for index in 0..geometry.line_ends.len() {
                 let line = geometry.line(index);
                 if on_ellipsoid(line) {
-                    out.length_m += line_length(line);
+                    out.length_m += sum_edges(line, false, helpers).distance;
                 } else {
                     out.skipped = true;
                 }
@@ -72,7 +80,7 @@ fn add(geometry: &Geometry, out: &mut Measures) {
                         out.skipped = true;
                         continue;
                     }
-                    let (perimeter, area) = ring_perimeter_area(ring);
+                    let (perimeter, area) = ring_figures(ring, helpers);
                     out.perimeter_m += perimeter;
                     if position == 0 {
                         out.area_m2 += area;
@@ -84,7 +92,7 @@ fn add(geometry: &Geometry, out: &mut Measures) {
         }
         GeometryType::GeometryCollection => {
             for member in &geometry.members {
-                add(member, out);
+                add(member, helpers, out);
             }
         }
     }
@@ -100,6 +108,15 @@ fn on_ellipsoid(points: &[Xy]) -> bool {
 /// closed implicitly (a repeated closing position is not an extra edge). Latitudes must be
 /// within ±90°.
 pub fn ring_perimeter_area(ring: &[[f64; 2]]) -> (f64, f64) {
+    ring_figures(ring, 0)
+}
+
+/// Geodesic length (m) of a line of `[longitude, latitude]` positions.
+pub fn line_length(line: &[[f64; 2]]) -> f64 {
+    sum_edges(line, false, 0).distance
+}
+
+fn ring_figures(ring: &[Xy], helpers: usize) -> (f64, f64) {
     let open = match ring {
         [first, .., last] if first == last => &ring[..ring.len() - 1],
         _ => ring,
@@ -107,21 +124,13 @@ pub fn ring_perimeter_area(ring: &[[f64; 2]]) -> (f64, f64) {
     if open.len() < 2 {
         return (0.0, 0.0);
     }
-    let kernel = &*WGS84;
-    // Edges in order, the closing one last, summed as `geographiclib`'s PolygonArea does.
-    let (mut perimeter, mut area, mut crossings) = (0.0, 0.0, 0);
-    for (index, &[lon1, lat1]) in open.iter().enumerate() {
-        let [lon2, lat2] = open[(index + 1) % open.len()];
-        let terms = kernel.edge(lat1, lon1, lat2, lon2);
-        perimeter += terms.distance;
-        area += terms.area;
-        crossings += edge::transit(lon1, lon2);
-    }
-    // Counter-clockwise positive and reduced to (-planet/2, planet/2], so a clockwise ring
-    // gives minus its area rather than the planet minus it.
-    let planet = kernel.planet_area();
-    let mut area = area % planet;
-    if crossings % 2 != 0 {
+    let sums = sum_edges(open, true, helpers);
+    // Counter-clockwise positive and reduced to (-planet/2, planet/2], as `geographiclib`'s
+    // PolygonArea does, so a clockwise ring gives minus its area rather than the planet
+    // minus it.
+    let planet = WGS84.planet_area();
+    let mut area = sums.area % planet;
+    if sums.crossings % 2 != 0 {
         area += if area < 0.0 {
             planet / 2.0
         } else {
@@ -134,19 +143,86 @@ pub fn ring_perimeter_area(ring: &[[f64; 2]]) -> (f64, f64) {
     } else if area <= -planet / 2.0 {
         area += planet;
     }
-    (perimeter, area.abs())
+    (sums.distance, area.abs())
 }
 
-/// Geodesic length (m) of a line of `[longitude, latitude]` positions.
-pub fn line_length(line: &[[f64; 2]]) -> f64 {
+/// Sums over the edges of a line, or of a ring (`closed`: with the edge from the last
+/// position back to the first).
+#[derive(Debug, Default, PartialEq)]
+struct EdgeSums {
+    distance: f64,
+    area: f64,
+    /// Prime-meridian crossings, for a ring's pole test.
+    crossings: i64,
+}
+
+fn sum_edges(points: &[Xy], closed: bool, helpers: usize) -> EdgeSums {
+    let edges = if closed {
+        points.len()
+    } else {
+        points.len().saturating_sub(1)
+    };
+    let mut sums = EdgeSums::default();
     let kernel = &*WGS84;
-    line.windows(2)
-        .map(|pair| {
-            kernel
-                .edge(pair[0][1], pair[0][0], pair[1][1], pair[1][0])
-                .distance
-        })
-        .sum()
+    let end = |index: usize| points[(index + 1) % points.len()];
+    if helpers == 0 || edges < PARALLEL_EDGES {
+        for (index, &[lon1, lat1]) in points.iter().take(edges).enumerate() {
+            let [lon2, lat2] = end(index);
+            let terms = kernel.edge(lat1, lon1, lat2, lon2);
+            sums.distance += terms.distance;
+            sums.area += terms.area;
+            sums.crossings += edge::transit(lon1, lon2);
+        }
+        return sums;
+    }
+    // Rounds of `helpers + 1` consecutive chunks: each thread evaluates one chunk's edges
+    // into its buffer, then the buffers are summed here in edge order.
+    let evaluate = |range: std::ops::Range<usize>, out: &mut Vec<EdgeTerms>| {
+        out.clear();
+        out.extend(range.map(|index| {
+            let [lon1, lat1] = points[index];
+            let [lon2, lat2] = end(index);
+            kernel.edge(lat1, lon1, lat2, lon2)
+        }));
+    };
+    let mut buffers: Vec<Vec<EdgeTerms>> = (0..=helpers)
+        .map(|_| Vec::with_capacity(CHUNK_EDGES))
+        .collect();
+    let mut start = 0;
+    while start < edges {
+        let ranges: Vec<_> = (0..=helpers)
+            .map(|k| {
+                let from = (start + k * CHUNK_EDGES).min(edges);
+                from..(from + CHUNK_EDGES).min(edges)
+            })
+            .collect();
+        buffers.iter_mut().for_each(Vec::clear);
+        std::thread::scope(|scope| {
+            let (own, others) = buffers.split_at_mut(1);
+            for (buffer, range) in others.iter_mut().zip(&ranges[1..]) {
+                let range = range.clone();
+                // A thread that cannot be had leaves its buffer empty (filled below).
+                let _ = std::thread::Builder::new()
+                    .name("analysis-edges".into())
+                    .spawn_scoped(scope, move || evaluate(range, buffer));
+            }
+            evaluate(ranges[0].clone(), &mut own[0]);
+        });
+        for (buffer, range) in buffers.iter_mut().zip(&ranges) {
+            if buffer.len() != range.len() {
+                evaluate(range.clone(), buffer);
+            }
+        }
+        for (buffer, range) in buffers.iter().zip(&ranges) {
+            for (terms, index) in buffer.iter().zip(range.clone()) {
+                sums.distance += terms.distance;
+                sums.area += terms.area;
+                sums.crossings += edge::transit(points[index][0], end(index)[0]);
+            }
+        }
+        start = ranges[helpers].end;
+    }
+    sums
 }
 
 #[cfg(test)]
@@ -245,7 +321,7 @@ mod test {
             polygon.line_ends.push(polygon.points.len());
         }
         polygon.part_ends.push(polygon.line_ends.len());
-        let measures = measure(&polygon);
+        let measures = measure(&polygon, 0);
         let (_, shell_area) = ring_perimeter_area(&shell);
         let (_, hole_area) = ring_perimeter_area(
             &square(false)
@@ -258,11 +334,38 @@ mod test {
     }
 
     #[test]
+    fn huge_rings_and_lines_give_the_same_bits_on_any_number_of_threads() {
+        // A ring of 100 001 edges around a point, crossing the antimeridian, plus its line.
+        let n = 100_001;
+        let ring: Vec<Xy> = (0..n)
+            .map(|i| {
+                let angle = std::f64::consts::TAU * i as f64 / n as f64;
+                let x = 179.5 + 2.0 * angle.cos();
+                [if x > 180.0 { x - 360.0 } else { x }, 60.0 + angle.sin()]
+            })
+            .collect();
+        let serial = sum_edges(&ring, true, 0);
+        assert!(serial.distance > 0.0 && serial.area != 0.0);
+        for helpers in [1, 2, 5] {
+            assert_eq!(sum_edges(&ring, true, helpers), serial, "{helpers} helpers");
+            assert_eq!(
+                sum_edges(&ring, false, helpers),
+                sum_edges(&ring, false, 0),
+                "{helpers} helpers, open line"
+            );
+        }
+        let (perimeter, area) = ring_figures(&ring, 3);
+        let (expected_perimeter, expected_area) = library_ring(&[&ring[..], &ring[..1]].concat());
+        assert!((perimeter - expected_perimeter).abs() <= 1e-12 * expected_perimeter);
+        assert!((area - expected_area).abs() <= 1e-10 * expected_area);
+    }
+
+    #[test]
     fn latitudes_off_the_ellipsoid_are_skipped_not_nan() {
         let mut line = Geometry::new(GeometryType::LineString);
         line.points = vec![[0.0, 0.0], [3_000_000.0, 6_000_000.0]];
         line.line_ends.push(2);
-        let measures = measure(&line);
+        let measures = measure(&line, 0);
         assert!(measures.skipped);
         assert_eq!(measures.length_m, 0.0);
     }
@@ -274,6 +377,6 @@ mod test {
         line.line_ends.push(3);
         // One degree of longitude on the WGS84 equator: a * pi / 180.
         let expected = 2.0 * 6_378_137.0 * std::f64::consts::PI / 180.0;
-        assert!((measure(&line).length_m - expected).abs() < 1e-6);
+        assert!((measure(&line, 0).length_m - expected).abs() < 1e-6);
     }
 }

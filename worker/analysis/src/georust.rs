@@ -47,6 +47,7 @@ use super::geometry::{Geometry, GeometryType, Xy};
 use super::pipeline;
 use super::report::Report;
 use super::splitter::Batch;
+use super::stop::Stop;
 
 /// One feature of the input, as a user's analysis sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,6 +108,7 @@ where
     pipeline::run_batches(
         input,
         options,
+        &Stop::new(),
         &|batch| analyze_batch(batch, analysis),
         &mut |outputs: Vec<A::Output>| {
             count += outputs.len() as u64;
@@ -124,7 +126,8 @@ fn analyze_batch<A: FeatureAnalysis>(
     let mut outputs = Vec::with_capacity(batch.items.len());
     for (position, (range, offset)) in batch.items.iter().enumerate() {
         let bytes = &batch.data[range.clone()];
-        let parsed = feature::parse(bytes, *offset, shape)?;
+        // The properties come from `members` below, as geojson values: none kept here.
+        let parsed = feature::parse(bytes, *offset, shape, 0)?;
         let (id, properties) = match shape {
             Shape::Feature => members(bytes, *offset)?,
             Shape::Geometry => (None, None),

@@ -1,7 +1,8 @@
 //! Streaming GeoJSON analysis: the library behind `geobatch-worker analyze` and the service.
 //!
-//! Pure apart from the reader it is given: no clocks, no environment, no output. No AWS and
-//! no async runtime either: the crate builds in seconds and runs anywhere a `Read` does.
+//! Pure apart from the reader it is given and the optional time limit (the only clock): no
+//! environment, no output. No AWS and no async runtime either: the crate builds in seconds
+//! and runs anywhere a `Read` does.
 //!
 //! # Example
 //!
@@ -52,6 +53,7 @@
 //! - [`georust`] (cargo feature `geo`): each feature to a user's analysis as a
 //!   `geo::Geometry` with its `geojson` properties, and report outputs as GeoJSON.
 //! - `pipeline`: the splitter thread, worker threads and bounded queues.
+//! - [`stop`]: cancelling a run from outside, and its time limit.
 
 mod edge;
 pub mod error;
@@ -64,16 +66,23 @@ mod json;
 mod pipeline;
 pub mod report;
 mod splitter;
+pub mod stop;
 mod validity;
 
 use std::io::Read;
 use std::path::Path;
+use std::time::Duration;
 
 pub use error::{AnalysisError, ErrorKind};
 pub use report::{InvalidSample, PropertyStats, Report};
+pub use stop::{CancelOnDrop, Stop};
 
 /// The highest `max_nesting_depth` honoured.
 pub const MAX_NESTING_DEPTH: usize = 1024;
+
+/// The default `time_limit`: ten times what the largest object the worker accepts by
+/// default (10 GiB) takes to analyse on one core, so only a hostile file reaches it.
+pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(600);
 
 /// Limits and knobs of one analysis run.
 ///
@@ -94,6 +103,9 @@ pub struct AnalysisOptions {
     pub max_property_names: usize,
     /// Worker threads one analysis may use (0 is taken as 1).
     pub threads: usize,
+    /// Longest one analysis may run; past it, it ends with [`ErrorKind::TimeLimit`]. `None`
+    /// for no limit.
+    pub time_limit: Option<Duration>,
 }
 
 impl Default for AnalysisOptions {
@@ -104,6 +116,7 @@ impl Default for AnalysisOptions {
             max_invalid_samples: 20,
             max_property_names: 1000,
             threads: 2,
+            time_limit: Some(DEFAULT_TIME_LIMIT),
         }
     }
 }
@@ -134,15 +147,34 @@ pub fn analyze_reader<R: Read + Send>(
     input: R,
     options: &AnalysisOptions,
 ) -> Result<Report, AnalysisError> {
-    pipeline::run(input, options)
+    pipeline::run(input, options, &Stop::new())
+}
+
+/// [`analyze_reader`] that ends early, with [`ErrorKind::Cancelled`], once `stop` is
+/// cancelled from another thread.
+pub fn analyze_reader_until<R: Read + Send>(
+    input: R,
+    options: &AnalysisOptions,
+    stop: &Stop,
+) -> Result<Report, AnalysisError> {
+    pipeline::run(input, options, stop)
 }
 
 /// Analyses the GeoJSON file at `path`.
 pub fn analyze_file(path: &Path, options: &AnalysisOptions) -> Result<Report, AnalysisError> {
+    analyze_file_until(path, options, &Stop::new())
+}
+
+/// [`analyze_file`] that ends early once `stop` is cancelled.
+pub fn analyze_file_until(
+    path: &Path,
+    options: &AnalysisOptions,
+    stop: &Stop,
+) -> Result<Report, AnalysisError> {
     let file = std::fs::File::open(path).map_err(|err| AnalysisError {
         kind: ErrorKind::Io,
         message: format!("cannot open {}: {err}", path.display()),
         offset: None,
     })?;
-    analyze_reader(file, options)
+    analyze_reader_until(file, options, stop)
 }

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 
 use super::AnalysisOptions;
@@ -17,6 +17,7 @@ use super::feature::{self, Shape};
 use super::geodesic;
 use super::report::{BatchSummary, InvalidSample, Merger, Report};
 use super::splitter::{Batch, Limits, Splitter};
+use super::stop::Stop;
 use super::validity::{self, Validity};
 
 type Result<T> = std::result::Result<T, AnalysisError>;
@@ -25,12 +26,18 @@ type Result<T> = std::result::Result<T, AnalysisError>;
 const IN_FLIGHT_BYTES_PER_THREAD: usize = 4 << 20;
 
 /// The built-in analysis: every batch to a [`BatchSummary`], merged into one [`Report`].
-pub(crate) fn run<R: Read + Send>(input: R, options: &AnalysisOptions) -> Result<Report> {
+pub(crate) fn run<R: Read + Send>(
+    input: R,
+    options: &AnalysisOptions,
+    stop: &Stop,
+) -> Result<Report> {
     let mut merger = Merger::new(options.max_invalid_samples, options.max_property_names);
+    let stopped = Stopped::new(stop, options);
     let bytes = run_batches(
         input,
         options,
-        &|batch| analyze_batch(batch, options),
+        stop,
+        &|batch| analyze_batch(batch, options, stopped),
         &mut |summary| merger.merge(summary),
     )?;
     Ok(merger.finish(bytes))
@@ -38,9 +45,11 @@ pub(crate) fn run<R: Read + Send>(input: R, options: &AnalysisOptions) -> Result
 
 /// Splits `input` into batches, runs `work` on each on the analysis threads, and hands the
 /// results to `merge` on the calling thread strictly in input order. Returns the bytes read.
+/// A raised `stop` (or the options' time limit) ends the run at the next batch.
 pub(crate) fn run_batches<R, T>(
     input: R,
     options: &AnalysisOptions,
+    stop: &Stop,
     work: &(dyn Fn(&Batch) -> Result<T> + Sync),
     merge: &mut dyn FnMut(T),
 ) -> Result<u64>
@@ -60,7 +69,28 @@ where
     let max_nesting_depth = options.max_nesting_depth.min(super::MAX_NESTING_DEPTH);
     let stack_bytes = (8 << 20) + max_nesting_depth * (16 << 10);
 
+    let stopped = Stopped::new(stop, options);
+
     std::thread::scope(|scope| {
+        // The time limit: a thread that raises `stop` unless the run ends first (dropping
+        // `_finished` at the end of this closure wakes it).
+        let (_finished, finished_rx) = mpsc::channel::<()>();
+        if let Some(limit) = options.time_limit {
+            let timer = std::thread::Builder::new()
+                .name("analysis-time-limit".into())
+                .spawn_scoped(scope, move || {
+                    if finished_rx.recv_timeout(limit) == Err(RecvTimeoutError::Timeout) {
+                        stop.time_up();
+                    }
+                });
+            if let Err(err) = timer {
+                return Err(AnalysisError::new(
+                    ErrorKind::Io,
+                    format!("cannot start the time-limit thread: {err}"),
+                    None,
+                ));
+            }
+        }
         for index in 0..threads {
             let work_rx = Arc::clone(&work_rx);
             let result_tx = result_tx.clone();
@@ -68,7 +98,9 @@ where
             let spawned = std::thread::Builder::new()
                 .name(format!("analysis-{index}"))
                 .stack_size(stack_bytes)
-                .spawn_scoped(scope, move || worker(&work_rx, &result_tx, cancelled, work));
+                .spawn_scoped(scope, move || {
+                    worker(&work_rx, &result_tx, cancelled, stopped, work)
+                });
             if let Err(err) = spawned {
                 return Err(AnalysisError::new(
                     ErrorKind::Io,
@@ -88,6 +120,7 @@ where
             window,
             byte_budget,
             merge,
+            stopped,
         };
         let limits = Limits {
             max_feature_bytes: options.max_feature_bytes,
@@ -104,10 +137,31 @@ where
     })
 }
 
+/// The caller's stop flag with what its time-limit error says.
+#[derive(Clone, Copy)]
+struct Stopped<'a> {
+    stop: &'a Stop,
+    time_limit_secs: f64,
+}
+
+impl<'a> Stopped<'a> {
+    fn new(stop: &'a Stop, options: &AnalysisOptions) -> Stopped<'a> {
+        Stopped {
+            stop,
+            time_limit_secs: options.time_limit.map_or(0.0, |limit| limit.as_secs_f64()),
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        self.stop.check(self.time_limit_secs)
+    }
+}
+
 fn worker<T: Default>(
     queue: &Mutex<Receiver<Batch>>,
     results: &mpsc::Sender<(u64, usize, Result<T>)>,
     cancelled: &AtomicBool,
+    stopped: Stopped<'_>,
     work: &(dyn Fn(&Batch) -> Result<T> + Sync),
 ) {
     loop {
@@ -119,7 +173,7 @@ fn worker<T: Default>(
         let outcome = if cancelled.load(Ordering::Relaxed) {
             Ok(T::default())
         } else {
-            work(&batch)
+            stopped.check().and_then(|()| work(&batch))
         };
         if results
             .send((batch.seq, batch.data.len(), outcome))
@@ -141,10 +195,12 @@ struct Coordinator<'m, T> {
     window: usize,
     byte_budget: usize,
     merge: &'m mut dyn FnMut(T),
+    stopped: Stopped<'m>,
 }
 
 impl<T> Coordinator<'_, T> {
     fn dispatch(&mut self, batch: Batch) -> Result<()> {
+        self.stopped.check()?;
         while self.in_flight > 0
             && (self.in_flight >= self.window
                 || self.in_flight_bytes + batch.data.len() > self.byte_budget)
@@ -189,15 +245,26 @@ fn stopped() -> AnalysisError {
 }
 
 /// Parses and analyses every feature of a batch.
-fn analyze_batch(batch: &Batch, options: &AnalysisOptions) -> Result<BatchSummary> {
+fn analyze_batch(
+    batch: &Batch,
+    options: &AnalysisOptions,
+    stopped: Stopped<'_>,
+) -> Result<BatchSummary> {
     let mut summary = BatchSummary::default();
     let shape = batch.shape.unwrap_or(Shape::Feature);
     for (position, (range, offset)) in batch.items.iter().enumerate() {
+        stopped.check()?;
         let index = batch.first_feature + position as u64;
-        let parsed = feature::parse(&batch.data[range.clone()], *offset, shape)?;
+        let parsed = feature::parse(
+            &batch.data[range.clone()],
+            *offset,
+            shape,
+            options.max_property_names,
+        )?;
         summary.features += 1;
+        summary.untracked_properties += parsed.untracked_properties;
         for (name, value_type) in &parsed.properties {
-            summary.add_property(index, name, *value_type);
+            summary.add_property(index, name, *value_type, options.max_property_names);
         }
         let Some(geometry) = parsed.geometry else {
             summary.null_geometries += 1;
@@ -206,8 +273,13 @@ fn analyze_batch(batch: &Batch, options: &AnalysisOptions) -> Result<BatchSummar
         summary.add_geometry_type(geometry.kind);
         summary.vertices += geometry.vertex_count();
         add_bbox(&mut summary, &geometry);
-        summary.measures.push(geodesic::measure(&geometry));
-        match validity::check(&geometry) {
+        summary
+            .measures
+            .push(geodesic::measure(&geometry, options.threads.max(1) - 1));
+        let validity = validity::check(&geometry, stopped.stop);
+        // A check cut short by a stop request is no verdict on the geometry.
+        stopped.check()?;
+        match validity {
             Validity::Valid => {}
             Validity::Unchecked => summary.unchecked_geometries += 1,
             Validity::Invalid(found) => {

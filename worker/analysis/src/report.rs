@@ -107,9 +107,13 @@ pub(crate) struct BatchSummary {
     pub(crate) invalid_geometries: u64,
     pub(crate) unchecked_geometries: u64,
     pub(crate) samples: Vec<InvalidSample>,
-    /// Property names in order of first appearance in the batch, with their counts.
+    /// Property names in order of first appearance in the batch, with their counts: at
+    /// most `max_property_names` of them (the report cannot track more).
     pub(crate) properties: Vec<(String, PropertyCounts)>,
     property_index: BTreeMap<String, usize>,
+    /// Property occurrences not kept, because the feature or the batch already had
+    /// `max_property_names` distinct names.
+    pub(crate) untracked_properties: u64,
 }
 
 impl BatchSummary {
@@ -127,9 +131,22 @@ impl BatchSummary {
         }
     }
 
-    pub(crate) fn add_property(&mut self, feature: u64, name: &str, value_type: JsonType) {
+    /// Counts one property of feature `feature`; a name first seen once `max_names` are
+    /// tracked is only counted as untracked, so the batch's structures stay within the cap
+    /// whatever the input.
+    pub(crate) fn add_property(
+        &mut self,
+        feature: u64,
+        name: &str,
+        value_type: JsonType,
+        max_names: usize,
+    ) {
         let index = match self.property_index.get(name) {
             Some(&index) => index,
+            None if self.properties.len() >= max_names => {
+                self.untracked_properties += 1;
+                return;
+            }
             None => {
                 self.properties
                     .push((name.to_owned(), PropertyCounts::default()));
@@ -237,6 +254,7 @@ impl Merger {
         report.unchecked_geometries += batch.unchecked_geometries;
         let room = self.max_samples.saturating_sub(report.invalid.len());
         report.invalid.extend(batch.samples.into_iter().take(room));
+        report.untracked_properties += batch.untracked_properties;
         for (name, counts) in batch.properties {
             let tracked = report.properties.len() < self.max_property_names;
             match report.properties.get_mut(&name) {
@@ -297,10 +315,10 @@ mod test {
     #[test]
     fn property_names_beyond_the_cap_are_counted_not_kept() {
         let mut batch = BatchSummary::default();
-        batch.add_property(0, "a", JsonType::String);
-        batch.add_property(0, "a", JsonType::Number);
-        batch.add_property(1, "b", JsonType::Null);
-        batch.add_property(2, "b", JsonType::Null);
+        batch.add_property(0, "a", JsonType::String, 10);
+        batch.add_property(0, "a", JsonType::Number, 10);
+        batch.add_property(1, "b", JsonType::Null, 10);
+        batch.add_property(2, "b", JsonType::Null, 10);
         let mut merger = Merger::new(10, 1);
         merger.merge(batch);
         let report = merger.finish(0);
@@ -310,5 +328,27 @@ mod test {
         assert_eq!(a.types.get("string"), Some(&1));
         assert_eq!(a.types.get("number"), Some(&1));
         assert_eq!(report.untracked_properties, 2);
+    }
+
+    /// Issue 12, class 2: a batch keeps at most the cap of distinct names whatever the
+    /// input; the rest are counted, and the count reaches the report.
+    #[test]
+    fn a_batch_never_holds_more_names_than_the_cap() {
+        let mut batch = BatchSummary::default();
+        for n in 0..10_000 {
+            batch.add_property(0, &format!("p{n}"), JsonType::Number, 3);
+        }
+        batch.add_property(1, "p1", JsonType::Number, 3);
+        assert_eq!(batch.properties.len(), 3);
+        assert_eq!(batch.property_index.len(), 3);
+        assert_eq!(batch.untracked_properties, 9_997);
+        let mut merger = Merger::new(10, 3);
+        merger.merge(batch);
+        let report = merger.finish(0);
+        assert_eq!(
+            report.properties["p1"].features, 2,
+            "tracked names still count"
+        );
+        assert_eq!(report.untracked_properties, 9_997);
     }
 }

@@ -19,9 +19,11 @@
 //! its size (hostile shapes such as long interleaved spirals) is reported unchecked rather
 //! than hanging the analysis.
 
+use std::collections::HashSet;
 use std::ops::Range;
 
 use super::geometry::{Geometry, GeometryType, Xy};
+use super::stop::Stop;
 
 /// Why a geometry is invalid, with a position near the problem.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,16 +63,17 @@ fn invalid(reason: &'static str, location: Option<Xy>) -> Outcome {
     Outcome::Invalid(Invalid { reason, location })
 }
 
-/// Checks `geometry` against the simple-feature rules.
-pub(crate) fn check(geometry: &Geometry) -> Validity {
-    match check_any(geometry) {
+/// Checks `geometry` against the simple-feature rules; a raised `stop` ends the check
+/// (as [`Validity::Unchecked`]) at its next unit of work.
+pub(crate) fn check(geometry: &Geometry, stop: &Stop) -> Validity {
+    match check_any(geometry, stop) {
         Ok(()) => Validity::Valid,
         Err(Outcome::Invalid(found)) => Validity::Invalid(found),
         Err(Outcome::OverBudget) => Validity::Unchecked,
     }
 }
 
-fn check_any(geometry: &Geometry) -> Check {
+fn check_any(geometry: &Geometry, stop: &Stop) -> Check {
     match geometry.kind {
         GeometryType::Point | GeometryType::MultiPoint => finite(&geometry.points),
         GeometryType::LineString | GeometryType::MultiLineString => {
@@ -83,8 +86,13 @@ fn check_any(geometry: &Geometry) -> Check {
             }
             Ok(())
         }
-        GeometryType::Polygon | GeometryType::MultiPolygon => Polygons::build(geometry)?.check(),
-        GeometryType::GeometryCollection => geometry.members.iter().try_for_each(check_any),
+        GeometryType::Polygon | GeometryType::MultiPolygon => {
+            Polygons::build(geometry, stop)?.check()
+        }
+        GeometryType::GeometryCollection => geometry
+            .members
+            .iter()
+            .try_for_each(|member| check_any(member, stop)),
     }
 }
 
@@ -154,10 +162,11 @@ struct Polygons {
     touches: Vec<(usize, usize, Xy)>,
     work: u64,
     budget: u64,
+    stop: Stop,
 }
 
 impl Polygons {
-    fn build(geometry: &Geometry) -> Result<Polygons, Outcome> {
+    fn build(geometry: &Geometry, stop: &Stop) -> Result<Polygons, Outcome> {
         let mut polygons = Polygons {
             points: Vec::with_capacity(geometry.points.len()),
             seg_start: Vec::with_capacity(geometry.points.len()),
@@ -170,6 +179,7 @@ impl Polygons {
             touches: Vec::new(),
             work: 0,
             budget: 0,
+            stop: stop.clone(),
         };
         for part in 0..geometry.part_ends.len() {
             let first_ring = polygons.ring_segs.len();
@@ -268,7 +278,7 @@ impl Polygons {
 
     fn spend(&mut self, amount: u64) -> Check {
         self.work += amount;
-        if self.work > self.budget {
+        if self.work > self.budget || self.stop.requested() {
             Err(Outcome::OverBudget)
         } else {
             Ok(())
@@ -373,17 +383,23 @@ impl Polygons {
 
     /// A position of `ring` that touches no other ring: its relation to any other ring is
     /// then strictly inside or outside.
-    fn free_vertex(&self, ring: usize) -> Option<Xy> {
+    fn free_vertex(&mut self, ring: usize) -> Result<Option<Xy>, Outcome> {
         let segs = self.ring_segs[ring].clone();
         let first = self.seg_start[segs.start];
         let last = self.seg_start[segs.end - 1] + 1;
         let from = self.touches.partition_point(|t| t.0 < ring);
         let to = self.touches.partition_point(|t| t.0 <= ring);
-        let touched = &self.touches[from..to];
-        self.points[first..last]
+        // Charged like every other step: a ring touched at each of its vertices (a hole
+        // touched all round by tiny holes) is a linear scan here, never a quadratic one.
+        self.spend((last - first + (to - from)) as u64)?;
+        let touched: HashSet<(u64, u64)> = self.touches[from..to]
+            .iter()
+            .map(|t| point_key(t.2))
+            .collect();
+        Ok(self.points[first..last]
             .iter()
             .copied()
-            .find(|&p| !touched.iter().any(|t| point_key(t.2) == point_key(p)))
+            .find(|&p| !touched.contains(&point_key(p))))
     }
 
     /// Whether `p`, which is not on `ring`, lies inside it (even-odd rule, with a ray
@@ -437,7 +453,7 @@ impl Polygons {
             }
             let shell = rings.start;
             for hole in rings.start + 1..rings.end {
-                if let Some(p) = self.free_vertex(hole)
+                if let Some(p) = self.free_vertex(hole)?
                     && !self.inside(shell, p)?
                 {
                     return Err(invalid(HOLE_OUTSIDE_SHELL, Some(p)));
@@ -449,7 +465,7 @@ impl Polygons {
                     if inner == outer || !contains(&self.ring_bbox[outer], &self.ring_bbox[inner]) {
                         continue;
                     }
-                    if let Some(p) = self.free_vertex(inner)
+                    if let Some(p) = self.free_vertex(inner)?
                         && self.inside(outer, p)?
                     {
                         return Err(invalid(NESTED_HOLES, Some(p)));
@@ -488,7 +504,7 @@ impl Polygons {
                 if outer == inner || !contains(&self.ring_bbox[outer_rings.start], &inner_box) {
                     continue;
                 }
-                let Some(p) = self.free_vertex(inner_shell) else {
+                let Some(p) = self.free_vertex(inner_shell)? else {
                     continue;
                 };
                 if !self.inside(outer_rings.start, p)? {
@@ -653,8 +669,9 @@ mod test {
     use crate::feature::{Shape, parse};
 
     fn validity(geometry: &str) -> Validity {
-        let parsed = parse(geometry.as_bytes(), 0, Shape::Geometry).expect("test geometry parses");
-        check(&parsed.geometry.expect("not null"))
+        let parsed =
+            parse(geometry.as_bytes(), 0, Shape::Geometry, 0).expect("test geometry parses");
+        check(&parsed.geometry.expect("not null"), &Stop::new())
     }
 
     fn reason(geometry: &str) -> Option<&'static str> {

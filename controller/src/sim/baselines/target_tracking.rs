@@ -4,7 +4,9 @@
 //! - Metric: `ApproximateNumberOfMessagesVisible / GroupInServiceInstances` (metric math),
 //!   1-minute periods, read from CloudWatch with its delivery lag.
 //! - Target: acceptable backlog per instance = acceptable latency / time an instance needs
-//!   per message (`processing_secs_per_message / tasks_per_instance`).
+//!   per message (`processing_secs_per_message / files the instance analyses at full speed at
+//!   once`, i.e. an operator who measured the instance's throughput: its slots, up to its
+//!   vCPUs).
 //! - Target tracking creates two alarms: the high alarm needs 3 consecutive datapoints above
 //!   the target, the low alarm 15 consecutive datapoints below 90 % of it (the alarms AWS
 //!   creates for a target tracking policy). While an alarm is in ALARM the policy sets the
@@ -64,17 +66,18 @@ pub struct TargetTracking {
 
 impl TargetTracking {
     /// A policy with `config`; `mean_processing_secs` is the scenario's mean, used when the
-    /// config does not give the processing time.
+    /// config does not give the processing time; an instance analyses
+    /// `parallel_files_per_instance` files at once at full speed.
     pub fn new(
         config: TargetTrackingConfig,
         mean_processing_secs: f64,
-        tasks_per_instance: u32,
+        parallel_files_per_instance: u32,
     ) -> Self {
         let per_message = config
             .processing_secs_per_message
             .unwrap_or(mean_processing_secs)
             .max(0.001);
-        let per_instance = per_message / f64::from(tasks_per_instance.max(1));
+        let per_instance = per_message / f64::from(parallel_files_per_instance.max(1));
         let target = (config.acceptable_latency_secs / per_instance).max(1.0);
         Self {
             config,

@@ -14,17 +14,16 @@ use super::autoscaler::{
     Autoscaler, Capacity, CloudWatchPoint, ClusterView, Command, InstanceControl, QueueView,
     StopOrder, TaskControl,
 };
+mod controller;
+
 use super::model::{Millis, ModelParams, secs};
 use super::rng::SimRng;
 use super::scenario::Scenario;
-use crate::aws::{ApiError, ApiErrorKind};
-use crate::observe::{ContainerInstance, Host, PoolSnapshot};
-use crate::plan::Action;
-use crate::policy::{InstanceGroup, Observation, QueueDepth, ServiceTasks};
 
 const MINUTE_MS: Millis = 60_000;
 const STREAM_EVENT_DELAY: u64 = 3;
 const STREAM_FLEET: u64 = 4;
+const STREAM_RECEIVE: u64 = 5;
 
 /// A run that cannot produce a trustworthy result.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -131,7 +130,7 @@ enum Event {
     Redeliver { msg: usize, attempt: u32 },
     InstanceReady(usize),
     TaskReady { task: usize, epoch: u64 },
-    TaskDone { task: usize, epoch: u64 },
+    FileDone { msg: usize, epoch: u64 },
     PollExpired { task: usize, epoch: u64 },
     TaskKill { task: usize, epoch: u64 },
     PolicyTick,
@@ -156,32 +155,50 @@ struct Message {
     receives: u32,
     attempt: u32,
     state: MsgState,
+    /// The analysis under way, while a worker has the message.
+    run: Option<Run>,
+    /// Bumped whenever the file's completion time changes, so a stale `FileDone` is
+    /// ignored.
+    run_epoch: u64,
+}
+
+/// One file being analysed in one of a task's slots.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    task: usize,
+    started_ms: Millis,
+    /// Nominal milliseconds of analysis still to do (at full speed).
+    remaining: f64,
+    /// The fraction of full speed it runs at since `since_ms`.
+    speed: f64,
+    since_ms: Millis,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TaskState {
     Unplaced,
     Starting,
-    Idle,
-    Busy {
-        msg: usize,
-        started_ms: Millis,
-    },
-    /// Stopped while busy: finishes the file if it can, else is killed at `kill_ms`.
-    Draining {
-        msg: usize,
-        started_ms: Millis,
-    },
+    /// The worker runs: it analyses the files in its slots and long-polls while a slot is
+    /// free.
+    Running,
+    /// Told to stop while analysing: finishes its files if it can, and is killed at the
+    /// stop timeout.
+    Stopping,
     Gone,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Task {
     instance: Option<usize>,
     state: TaskState,
     epoch: u64,
+    /// Bumped whenever a long poll ends or is abandoned, so a stale `PollExpired` is
+    /// ignored.
+    poll_epoch: u64,
     protected: bool,
     created_ms: Millis,
+    /// The messages in its slots.
+    files: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,6 +214,8 @@ struct Instance {
     ended_ms: Option<Millis>,
     state: InstanceState,
     tasks: BTreeSet<usize>,
+    /// Files being analysed on it, sharing its vCPUs.
+    running_files: u32,
     empty_since_ms: Option<Millis>,
     /// ECS container instance state `DRAINING`: no new task is placed on it.
     draining: bool,
@@ -233,6 +252,19 @@ pub fn run(
     world.finish()
 }
 
+/// When each file's message becomes visible in SQS: its upload plus the S3 event delay.
+/// The delay is drawn from its own stream, so every policy (and the lower bound) sees the
+/// same arrival times.
+pub fn arrival_times(scenario: &Scenario, model: &ModelParams, seed: u64) -> Vec<Millis> {
+    let mut delay_rng = SimRng::new(seed, STREAM_EVENT_DELAY);
+    let mean_delay = model.s3_event_delay_secs;
+    scenario
+        .files
+        .iter()
+        .map(|f| f.upload_ms + secs(2.0 * mean_delay * delay_rng.unit()))
+        .collect()
+}
+
 /// Who makes the world's scaling decisions, as far as the world needs to know.
 #[derive(Debug, Clone, Copy)]
 pub struct Driver {
@@ -241,25 +273,6 @@ pub struct Driver {
     /// The smallest fleet it keeps when there is no work; a run ends once the work is done,
     /// the scenario's horizon has passed and the fleet is down to this.
     pub min_instances: u32,
-}
-
-/// A call the simulated AWS refuses, as the real one would.
-fn refused(call: &'static str, kind: ApiErrorKind, message: String) -> ApiError {
-    ApiError {
-        call,
-        kind,
-        message,
-    }
-}
-
-/// The ECS container instance ARN the world gives instance number `i`.
-fn container_arn(i: usize) -> String {
-    format!("arn:aws:ecs:sim:000000000000:container-instance/geobatch/{i}")
-}
-
-/// The EC2 instance id the world gives instance number `i`.
-fn instance_id(i: usize) -> String {
-    format!("i-{i:08}")
 }
 
 /// The simulated AWS account: the queue, the service, the group, their instances, and the
@@ -276,6 +289,8 @@ pub struct World<'a> {
     seq: u64,
     events: BinaryHeap<Reverse<(Millis, u64, Event)>>,
     rng: SimRng,
+    /// Which long-polling worker SQS hands a message to.
+    receive_rng: SimRng,
 
     messages: Vec<Message>,
     visible: VecDeque<usize>,
@@ -288,7 +303,8 @@ pub struct World<'a> {
 
     tasks: Vec<Task>,
     live_tasks: BTreeSet<usize>,
-    idle_tasks: BTreeSet<usize>,
+    /// Running tasks with a free slot, long-polling.
+    polling: BTreeSet<usize>,
     instances: Vec<Instance>,
     live_instances: BTreeSet<usize>,
     desired_tasks: u32,
@@ -326,6 +342,8 @@ impl<'a> World<'a> {
                 receives: 0,
                 attempt: 0,
                 state: MsgState::NotYetSent,
+                run: None,
+                run_epoch: 0,
             })
             .collect::<Vec<_>>();
         let mut world = Self {
@@ -339,6 +357,7 @@ impl<'a> World<'a> {
             seq: 0,
             events: BinaryHeap::new(),
             rng: SimRng::new(seed, STREAM_FLEET),
+            receive_rng: SimRng::new(seed, STREAM_RECEIVE),
             not_yet_sent: messages.len(),
             messages,
             visible: VecDeque::new(),
@@ -349,7 +368,7 @@ impl<'a> World<'a> {
             last_completion_ms: 0,
             tasks: Vec::new(),
             live_tasks: BTreeSet::new(),
-            idle_tasks: BTreeSet::new(),
+            polling: BTreeSet::new(),
             instances: Vec::new(),
             live_instances: BTreeSet::new(),
             desired_tasks: 0,
@@ -376,13 +395,11 @@ impl<'a> World<'a> {
     }
 
     fn start(&mut self, seed: u64) {
-        // The S3 event delay is drawn from its own stream, so every policy sees the same
-        // arrival times.
-        let mut delay_rng = SimRng::new(seed, STREAM_EVENT_DELAY);
-        let mean_delay = self.model.s3_event_delay_secs;
-        for i in 0..self.messages.len() {
-            let delay = secs(2.0 * mean_delay * delay_rng.unit());
-            self.schedule(self.messages[i].upload_ms + delay, Event::Arrive(i));
+        for (i, at) in arrival_times(self.scenario, self.model, seed)
+            .into_iter()
+            .enumerate()
+        {
+            self.schedule(at, Event::Arrive(i));
         }
         self.schedule(0, Event::PolicyTick);
         self.schedule(MINUTE_MS, Event::MinuteClose);
@@ -418,7 +435,7 @@ impl<'a> World<'a> {
                 Event::Redeliver { msg, attempt } => self.redeliver(msg, attempt),
                 Event::InstanceReady(i) => self.instance_ready(i),
                 Event::TaskReady { task, epoch } => self.task_ready(task, epoch),
-                Event::TaskDone { task, epoch } => self.task_done(task, epoch),
+                Event::FileDone { msg, epoch } => self.file_done(msg, epoch),
                 Event::PollExpired { task, epoch } => self.poll_expired(task, epoch),
                 Event::TaskKill { task, epoch } => self.task_kill(task, epoch),
                 Event::PolicyTick => return Ok(true),
@@ -491,14 +508,7 @@ impl<'a> World<'a> {
             let idle = self
                 .live_instances
                 .iter()
-                .filter(|&&i| {
-                    !self.instances[i].tasks.iter().any(|&t| {
-                        matches!(
-                            self.tasks[t].state,
-                            TaskState::Busy { .. } | TaskState::Draining { .. }
-                        )
-                    })
-                })
+                .filter(|&&i| self.instances[i].running_files == 0)
                 .count() as Millis;
             self.idle_instance_ms += idle * dt;
             self.last_accounted = at;
@@ -529,10 +539,15 @@ impl<'a> World<'a> {
         }
     }
 
-    /// Hands visible messages to idle workers (a long poll returns as soon as a message is
-    /// there). A message received more than maxReceiveCount times goes to the DLQ instead.
+    /// Hands visible messages to workers with a free slot (a long poll returns as soon as
+    /// a message is there; SQS picks among the waiting polls, seeded here). A message
+    /// received more than maxReceiveCount times goes to the DLQ instead.
     fn dispatch(&mut self) {
-        while let Some(&task) = self.idle_tasks.first() {
+        while !self.polling.is_empty() && !self.visible.is_empty() {
+            let pick = self.receive_rng.below(self.polling.len());
+            let Some(&task) = self.polling.iter().nth(pick) else {
+                break;
+            };
             let Some(msg) = self.visible.pop_front() else {
                 break;
             };
@@ -543,138 +558,202 @@ impl<'a> World<'a> {
                 self.dead_lettered += 1;
                 continue;
             }
-            message.state = MsgState::InFlight;
-            message.attempt += 1;
-            let done = self.now + message.processing_ms;
-            self.in_flight += 1;
-            self.minute_not_visible_max = self.minute_not_visible_max.max(self.in_flight);
-            self.idle_tasks.remove(&task);
-            let protect = matches!(
-                self.capacity.tasks,
-                TaskControl::Service {
-                    protect_busy: true,
-                    ..
-                }
-            );
-            let t = &mut self.tasks[task];
-            t.state = TaskState::Busy {
-                msg,
-                started_ms: self.now,
+            self.start_file(task, msg);
+        }
+    }
+
+    /// A worker starts analysing `msg` in a free slot; with slots still free it polls again.
+    fn start_file(&mut self, task: usize, msg: usize) {
+        let message = &mut self.messages[msg];
+        message.state = MsgState::InFlight;
+        message.attempt += 1;
+        message.run = Some(Run {
+            task,
+            started_ms: self.now,
+            remaining: message.processing_ms as f64,
+            speed: 1.0,
+            since_ms: self.now,
+        });
+        self.in_flight += 1;
+        self.minute_not_visible_max = self.minute_not_visible_max.max(self.in_flight);
+        let protect = matches!(
+            self.capacity.tasks,
+            TaskControl::Service {
+                protect_busy: true,
+                ..
+            }
+        );
+        let t = &mut self.tasks[task];
+        t.files.push(msg);
+        t.protected = protect;
+        let full = t.files.len() >= self.model.slots_per_task as usize;
+        let instance = t.instance;
+        if full {
+            self.polling.remove(&task);
+            self.tasks[task].poll_epoch += 1;
+        } else {
+            self.poll(task);
+        }
+        if let Some(i) = instance {
+            self.instances[i].running_files += 1;
+            self.reschedule_files(i);
+        }
+    }
+
+    /// The files on instance `i` after the number running there changed: each one's
+    /// progress so far is booked at its old speed, and it goes on at the new one.
+    fn reschedule_files(&mut self, i: usize) {
+        let speed = self.model.file_speed(self.instances[i].running_files);
+        let files: Vec<usize> = self.instances[i]
+            .tasks
+            .iter()
+            .flat_map(|&t| self.tasks[t].files.iter().copied())
+            .collect();
+        for msg in files {
+            let message = &mut self.messages[msg];
+            let Some(run) = message.run.as_mut() else {
+                continue;
             };
-            t.protected = protect;
-            t.epoch += 1;
-            let epoch = t.epoch;
-            self.schedule(done, Event::TaskDone { task, epoch });
+            let elapsed = (self.now - run.since_ms) as f64;
+            run.remaining = (run.remaining - elapsed * run.speed).max(0.0);
+            run.since_ms = self.now;
+            run.speed = speed;
+            let done = self.now + (run.remaining / speed).ceil() as Millis;
+            message.run_epoch += 1;
+            let epoch = message.run_epoch;
+            self.schedule(done, Event::FileDone { msg, epoch });
         }
     }
 
     // ---- workers ---------------------------------------------------------------------
 
-    fn start_polling(&mut self, task: usize) {
+    /// Starts (or restarts) a long poll of a running task with a free slot.
+    fn poll(&mut self, task: usize) {
+        self.polling.insert(task);
         let t = &mut self.tasks[task];
-        t.state = TaskState::Idle;
-        t.protected = false;
-        t.epoch += 1;
-        let epoch = t.epoch;
-        self.idle_tasks.insert(task);
+        t.poll_epoch += 1;
+        let epoch = t.poll_epoch;
         let at = self.now + secs(self.model.long_poll_secs);
         self.schedule(at, Event::PollExpired { task, epoch });
     }
 
     fn poll_expired(&mut self, task: usize, epoch: u64) {
-        let t = &self.tasks[task];
-        if t.epoch == epoch && t.state == TaskState::Idle {
+        if self.tasks[task].poll_epoch == epoch && self.polling.contains(&task) {
             self.minute_empty_receives += 1;
-            self.idle_tasks.remove(&task);
-            self.start_polling(task);
+            self.poll(task);
         }
     }
 
     fn task_ready(&mut self, task: usize, epoch: u64) {
-        let t = &self.tasks[task];
+        let t = &mut self.tasks[task];
         if t.epoch == epoch && t.state == TaskState::Starting {
-            self.start_polling(task);
+            t.state = TaskState::Running;
+            t.protected = false;
+            self.poll(task);
             self.dispatch();
             self.reconcile();
         }
     }
 
-    fn task_done(&mut self, task: usize, epoch: u64) {
-        let t = self.tasks[task];
-        if t.epoch != epoch {
+    fn file_done(&mut self, msg: usize, epoch: u64) {
+        let m = &mut self.messages[msg];
+        if m.run_epoch != epoch || m.state != MsgState::InFlight {
             return;
         }
-        let (msg, draining) = match t.state {
-            TaskState::Busy { msg, .. } => (msg, false),
-            TaskState::Draining { msg, .. } => (msg, true),
-            _ => return,
+        let Some(run) = m.run.take() else {
+            return;
         };
-        let m = &mut self.messages[msg];
         m.state = MsgState::Completed;
+        m.run_epoch += 1;
         self.in_flight -= 1;
         self.completed += 1;
         self.latencies_ms.push(self.now - m.upload_ms);
         self.last_completion_ms = self.now;
-        if draining {
-            self.remove_task(task);
-        } else {
-            self.start_polling(task);
-            self.dispatch();
+        let task = run.task;
+        let t = &mut self.tasks[task];
+        t.files.retain(|&f| f != msg);
+        let idle = t.files.is_empty();
+        let (state, instance) = (t.state, t.instance);
+        if idle {
+            t.protected = false;
+        }
+        if let Some(i) = instance {
+            self.instances[i].running_files -= 1;
+            self.reschedule_files(i);
+        }
+        match state {
+            TaskState::Stopping if idle => self.remove_task(task),
+            TaskState::Running if !self.polling.contains(&task) => {
+                self.poll(task);
+                self.dispatch();
+            }
+            _ => {}
         }
         self.reconcile();
     }
 
     fn task_kill(&mut self, task: usize, epoch: u64) {
-        let t = self.tasks[task];
-        if t.epoch != epoch {
+        let t = &self.tasks[task];
+        if t.epoch != epoch || t.state != TaskState::Stopping {
             return;
         }
-        if let TaskState::Draining { msg, started_ms } = t.state {
-            // The worker's shutdown handler releases the message before the kill: it is
-            // visible again at once, but the work done on it is lost.
-            self.interrupted_tasks += 1;
-            self.work_redone_ms += self.now - started_ms;
+        // The worker's shutdown handler releases its messages before the kill: they are
+        // visible again at once, but the work done on them is lost.
+        self.interrupted_tasks += 1;
+        for msg in t.files.clone() {
+            let m = &mut self.messages[msg];
+            if let Some(run) = m.run.take() {
+                self.work_redone_ms += self.now - run.started_ms;
+            }
+            m.run_epoch += 1;
             self.in_flight -= 1;
             self.make_visible(msg);
-            self.remove_task(task);
-            self.dispatch();
-            self.reconcile();
         }
+        self.remove_task(task);
+        self.dispatch();
+        self.reconcile();
     }
 
+    /// Takes a task off its instance; its files must have been dealt with.
     fn remove_task(&mut self, task: usize) {
         let t = &mut self.tasks[task];
+        let dropped = t.files.len() as u32;
+        t.files.clear();
         t.state = TaskState::Gone;
         t.protected = false;
         t.epoch += 1;
+        t.poll_epoch += 1;
         self.live_tasks.remove(&task);
-        self.idle_tasks.remove(&task);
+        self.polling.remove(&task);
         if let Some(i) = t.instance {
             let inst = &mut self.instances[i];
             inst.tasks.remove(&task);
+            inst.running_files -= dropped;
             if inst.tasks.is_empty() && inst.state == InstanceState::InService {
                 inst.empty_since_ms = Some(self.now);
+            }
+            if dropped > 0 {
+                self.reschedule_files(i);
             }
         }
     }
 
     /// Stops a task the way ECS / Kubernetes do: SIGTERM, then SIGKILL after the stop
-    /// timeout. A busy worker finishes if its file completes in time.
+    /// timeout. A busy worker stops receiving and finishes the files that complete in time.
     fn stop_task(&mut self, task: usize) {
-        let t = self.tasks[task];
+        let t = &mut self.tasks[task];
         match t.state {
-            TaskState::Busy { msg, started_ms } => {
-                let done = started_ms + self.messages[msg].processing_ms;
-                let kill_at = self.now + secs(self.model.stop_timeout_secs);
-                let tm = &mut self.tasks[task];
-                tm.state = TaskState::Draining { msg, started_ms };
+            TaskState::Running if !t.files.is_empty() => {
+                t.state = TaskState::Stopping;
+                t.epoch += 1;
+                t.poll_epoch += 1;
+                let epoch = t.epoch;
                 self.live_tasks.remove(&task);
-                if done > kill_at {
-                    let epoch = tm.epoch;
-                    self.schedule(kill_at, Event::TaskKill { task, epoch });
-                }
+                self.polling.remove(&task);
+                let kill_at = self.now + secs(self.model.stop_timeout_secs);
+                self.schedule(kill_at, Event::TaskKill { task, epoch });
             }
-            TaskState::Draining { .. } | TaskState::Gone => {}
+            TaskState::Stopping | TaskState::Gone => {}
             _ => self.remove_task(task),
         }
     }
@@ -688,6 +767,7 @@ impl<'a> World<'a> {
             ended_ms: None,
             state: InstanceState::Booting,
             tasks: BTreeSet::new(),
+            running_files: 0,
             empty_since_ms: None,
             draining: false,
         });
@@ -712,21 +792,27 @@ impl<'a> World<'a> {
     }
 
     /// Terminates an instance with everything on it. A worker killed mid-file cannot
-    /// release its message: it returns when the visibility timeout, last extended by the
+    /// release its messages: each returns when its visibility timeout, last extended by the
     /// worker's heartbeat (every half timeout), runs out.
     fn terminate_instance(&mut self, i: usize) {
         let on_it: Vec<usize> = self.instances[i].tasks.iter().copied().collect();
+        let vt = secs(self.model.visibility_timeout_secs);
+        let heartbeat = (vt / 2).max(1);
         for task in on_it {
-            if let TaskState::Busy { msg, started_ms } | TaskState::Draining { msg, started_ms } =
-                self.tasks[task].state
-            {
+            let files = self.tasks[task].files.clone();
+            if !files.is_empty() {
                 self.interrupted_tasks += 1;
-                self.work_redone_ms += self.now - started_ms;
-                let vt = secs(self.model.visibility_timeout_secs);
-                let heartbeat = (vt / 2).max(1);
-                let last_extension = started_ms + (self.now - started_ms) / heartbeat * heartbeat;
-                let attempt = self.messages[msg].attempt;
-                self.schedule(last_extension + vt, Event::Redeliver { msg, attempt });
+            }
+            for msg in files {
+                let m = &mut self.messages[msg];
+                if let Some(run) = m.run.take() {
+                    self.work_redone_ms += self.now - run.started_ms;
+                    let held = self.now - run.started_ms;
+                    let last_extension = run.started_ms + held / heartbeat * heartbeat;
+                    let attempt = m.attempt;
+                    m.run_epoch += 1;
+                    self.schedule(last_extension + vt, Event::Redeliver { msg, attempt });
+                }
             }
             self.remove_task(task);
         }
@@ -742,8 +828,10 @@ impl<'a> World<'a> {
             instance: None,
             state: TaskState::Unplaced,
             epoch: 0,
+            poll_epoch: 0,
             protected: false,
             created_ms: self.now,
+            files: Vec::new(),
         });
         self.live_tasks.insert(id);
         id
@@ -952,160 +1040,6 @@ impl<'a> World<'a> {
         self.desired_instances = self.live_instances.len() as u32;
     }
 
-    // ---- the geobatch controller's observations and calls ---------------------------
-
-    /// What the controller's observer reads from SQS, ECS and the Auto Scaling Group now.
-    /// CloudWatch is left out: the observer reads it on its own schedule
-    /// ([`World::published_cloudwatch`]).
-    pub fn snapshot(&self) -> PoolSnapshot {
-        let view = self.view();
-        PoolSnapshot {
-            observation: Observation {
-                queue: Some(QueueDepth {
-                    visible: u64::from(view.queue.visible),
-                    in_flight: u64::from(view.queue.in_flight),
-                    delayed: u64::from(view.queue.delayed),
-                }),
-                service: Some(ServiceTasks {
-                    desired: view.desired_tasks,
-                    running: view.running_tasks,
-                    pending: view.pending_tasks,
-                }),
-                instances: Some(InstanceGroup {
-                    desired: view.desired_instances,
-                    in_service: view.in_service_instances,
-                }),
-                latest_empty_receives: None,
-            },
-            hosts: Some(self.live_instances.iter().map(|&i| self.host(i)).collect()),
-            cloudwatch_visible: None,
-            errors: Vec::new(),
-        }
-    }
-
-    /// CloudWatch datapoints published by now, oldest first.
-    pub fn published_cloudwatch(&self) -> &[CloudWatchPoint] {
-        self.view().cloudwatch
-    }
-
-    /// One instance as `DescribeAutoScalingGroups` and `DescribeContainerInstances` show it:
-    /// `Pending` and unregistered while it boots.
-    fn host(&self, i: usize) -> Host {
-        let inst = &self.instances[i];
-        let registered = inst.state == InstanceState::InService;
-        let count = |wanted: fn(&TaskState) -> bool| {
-            inst.tasks
-                .iter()
-                .filter(|&&t| wanted(&self.tasks[t].state))
-                .count() as u32
-        };
-        Host {
-            instance_id: instance_id(i),
-            lifecycle_state: if registered { "InService" } else { "Pending" }.to_owned(),
-            container: registered.then(|| ContainerInstance {
-                arn: container_arn(i),
-                status: if inst.draining { "DRAINING" } else { "ACTIVE" }.to_owned(),
-                running_tasks: count(|s| matches!(s, TaskState::Idle | TaskState::Busy { .. })),
-                pending_tasks: count(|s| matches!(s, TaskState::Starting)),
-                // Told to stop and still finishing its file inside the stop timeout.
-                stopping_tasks: count(|s| matches!(s, TaskState::Draining { .. })),
-            }),
-        }
-    }
-
-    /// Carries out one of the controller's calls as AWS would, or refuses it as AWS would.
-    /// Nothing stops the controller from doing harm here: terminating a busy instance kills
-    /// its workers, and the interruptions are counted. Keeping that from happening is the
-    /// plan's job, and this is where the simulator checks it.
-    pub fn act(&mut self, action: &Action) -> Result<(), ApiError> {
-        let call = action.call();
-        match action {
-            Action::UpdateService { desired_count, .. } => {
-                if *desired_count != self.desired_tasks {
-                    self.desired_tasks = *desired_count;
-                    self.scaling_actions += 1;
-                }
-            }
-            Action::SetDesiredCapacity {
-                desired_capacity, ..
-            } => {
-                if *desired_capacity > self.model.max_instances {
-                    return Err(refused(
-                        call,
-                        ApiErrorKind::Invalid,
-                        format!(
-                            "ValidationError: new SetDesiredCapacity value {desired_capacity} \
-                             is above max value {}",
-                            self.model.max_instances
-                        ),
-                    ));
-                }
-                if *desired_capacity != self.desired_instances {
-                    self.desired_instances = *desired_capacity;
-                    self.scaling_actions += 1;
-                }
-            }
-            Action::DrainContainerInstance {
-                container_instance_arn,
-                ..
-            } => {
-                let i = self.registered(call, container_instance_arn)?;
-                self.instances[i].draining = true;
-                // ECS stops the service's tasks on a draining instance (scale-in protection
-                // does not hold them) and the service starts replacements elsewhere.
-                let on_it: Vec<usize> = self.instances[i].tasks.iter().copied().collect();
-                for task in on_it {
-                    self.stop_task(task);
-                }
-            }
-            Action::ActivateContainerInstance {
-                container_instance_arn,
-                ..
-            } => {
-                let i = self.registered(call, container_instance_arn)?;
-                self.instances[i].draining = false;
-            }
-            Action::TerminateInstance {
-                instance_id: id, ..
-            } => {
-                let i = id
-                    .strip_prefix("i-")
-                    .and_then(|n| n.parse::<usize>().ok())
-                    .filter(|&i| self.live_instances.contains(&i) && instance_id(i) == *id)
-                    .ok_or_else(|| {
-                        refused(
-                            call,
-                            ApiErrorKind::NotFound,
-                            format!("instance {id} is not in the group"),
-                        )
-                    })?;
-                self.terminate_instance(i);
-                self.desired_instances = self.desired_instances.saturating_sub(1);
-                self.scaling_actions += 1;
-            }
-        }
-        self.reconcile();
-        Ok(())
-    }
-
-    /// The instance under a container instance ARN, if it is registered in the cluster.
-    fn registered(&self, call: &'static str, arn: &str) -> Result<usize, ApiError> {
-        arn.rsplit('/')
-            .next()
-            .and_then(|n| n.parse::<usize>().ok())
-            .filter(|&i| {
-                self.live_instances.contains(&i)
-                    && self.instances[i].state == InstanceState::InService
-                    && container_arn(i) == arn
-            })
-            .ok_or_else(|| refused(call, ApiErrorKind::NotFound, format!("{arn}: MISSING")))
-    }
-
-    /// Records a decision of the controller's loop that made calls.
-    pub fn record(&mut self, decision: DecisionRecord) {
-        self.decisions.push(decision);
-    }
-
     // ---- observation and accounting ---------------------------------------------------
 
     /// What a modelled autoscaler observes now.
@@ -1186,7 +1120,7 @@ impl<'a> World<'a> {
             .filter(|&&t| {
                 matches!(
                     self.tasks[t].state,
-                    TaskState::Idle | TaskState::Busy { .. } | TaskState::Draining { .. }
+                    TaskState::Running | TaskState::Stopping
                 )
             })
             .count() as u32
@@ -1315,5 +1249,116 @@ mod tests {
             .final_audit()
             .expect_err("counted but never completed");
         assert!(matches!(err, SimError::Conservation { .. }));
+    }
+
+    /// One instance, always: the classic layout, so only the worker model is at work.
+    struct OneInstance;
+
+    impl Autoscaler for OneInstance {
+        fn name(&self) -> &'static str {
+            "one-instance"
+        }
+
+        fn capacity(&self) -> Capacity {
+            Capacity {
+                tasks: TaskControl::Daemon,
+                instances: InstanceControl::AsgChoosesVictim,
+            }
+        }
+
+        fn interval_ms(&self) -> Millis {
+            60_000
+        }
+
+        fn min_instances(&self) -> u32 {
+            1
+        }
+
+        fn evaluate(&mut self, _view: &ClusterView<'_>) -> Command {
+            Command {
+                desired_tasks: None,
+                desired_instances: Some(1),
+                reason: "one".into(),
+            }
+        }
+    }
+
+    /// Latencies, in whole seconds after the worker started polling, of four 100 s files
+    /// uploaded at once onto one instance.
+    fn four_files(tasks_per_instance: u32, slots_per_task: u32, vcpus: u32) -> Vec<u64> {
+        let scenario = Scenario {
+            name: "four".into(),
+            description: String::new(),
+            horizon_ms: 1000,
+            files: (0..4)
+                .map(|_| FileUpload {
+                    upload_ms: 0,
+                    size_mb: 1.0,
+                    processing_ms: 100_000,
+                })
+                .collect(),
+        };
+        let model = ModelParams {
+            s3_event_delay_secs: 0.0,
+            tasks_per_instance,
+            slots_per_task,
+            vcpus_per_instance: vcpus,
+            ..ModelParams::default()
+        };
+        after_ready(&scenario, &model)
+    }
+
+    /// The latencies of a run on [`OneInstance`], sorted, in whole seconds after its worker
+    /// started polling.
+    fn after_ready(scenario: &Scenario, model: &ModelParams) -> Vec<u64> {
+        let outcome = run(scenario, model, &mut OneInstance, 1).expect("balances");
+        let ready_ms = secs(model.instance_boot_secs + model.task_start_secs);
+        let mut after: Vec<u64> = outcome
+            .latencies_ms
+            .iter()
+            .map(|l| (l - ready_ms).div_ceil(1000))
+            .collect();
+        after.sort_unstable();
+        after
+    }
+
+    #[test]
+    fn a_task_runs_up_to_its_slots_and_files_share_the_vcpus() {
+        // 2 tasks x 2 slots: all four at once, at half speed on 2 vCPUs.
+        assert_eq!(four_files(2, 2, 2), [200, 200, 200, 200]);
+        // The same slots with a vCPU each: full speed.
+        assert_eq!(four_files(2, 2, 4), [100, 100, 100, 100]);
+        // One slot per task: two at a time at full speed, then the other two.
+        assert_eq!(four_files(2, 1, 2), [100, 100, 200, 200]);
+        // One task of four slots on one vCPU: a quarter speed each.
+        assert_eq!(four_files(1, 4, 1), [400, 400, 400, 400]);
+    }
+
+    #[test]
+    fn a_file_speeds_up_when_a_neighbour_finishes() {
+        // One 2-slot task on one vCPU: a 50 s and a 100 s file share it until the short one
+        // is done (at 100 s, having had half the vCPU); the long one then has 50 s of work
+        // left at full speed.
+        let scenario = Scenario {
+            name: "two".into(),
+            description: String::new(),
+            horizon_ms: 1000,
+            files: [50_000, 100_000]
+                .into_iter()
+                .map(|processing_ms| FileUpload {
+                    upload_ms: 0,
+                    size_mb: 1.0,
+                    processing_ms,
+                })
+                .collect(),
+        };
+        let model = ModelParams {
+            s3_event_delay_secs: 0.0,
+            tasks_per_instance: 1,
+            slots_per_task: 2,
+            vcpus_per_instance: 1,
+            ..ModelParams::default()
+        };
+        assert_eq!(after_ready(&scenario, &model), [100, 150]);
     }
 }

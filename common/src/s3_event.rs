@@ -5,6 +5,9 @@
 //! way S3 encodes them (`+` for a space, `%XX` for the rest), the `s3:TestEvent` that S3
 //! sends once when a notification is configured, notifications wrapped in an SNS envelope
 //! (S3 → SNS → SQS without raw delivery), and every `2.x` event version.
+//!
+//! [`created_body`] builds the same shape for objects that never had an event (the
+//! controller's `backfill`), so a queued work item is exactly what S3 would have sent.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -211,6 +214,49 @@ pub fn decode_key(raw: &str) -> String {
     String::from_utf8_lossy(&decoded).into_owned()
 }
 
+/// Encodes a key the way S3 does in events: unreserved bytes and `/` stay, a space becomes
+/// `+`, every other byte `%XX`. [`decode_key`] inverts it.
+pub fn encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for byte in key.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(char::from(byte));
+            }
+            b' ' => out.push('+'),
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
+}
+
+/// The body of an `ObjectCreated:Put` notification for one object, as S3 sends it (event
+/// version 2.1, key encoded), with `principalId` naming who queued it instead of S3.
+pub fn created_body(object: &ObjectRef, region: &str, principal: &str) -> String {
+    let mut s3_object = serde_json::json!({ "key": encode_key(&object.key) });
+    if let Some(size) = object.size {
+        s3_object["size"] = size.into();
+    }
+    if let Some(etag) = &object.etag {
+        s3_object["eTag"] = etag.as_str().into();
+    }
+    serde_json::json!({
+        "Records": [{
+            "eventVersion": "2.1",
+            "eventSource": "aws:s3",
+            "awsRegion": region,
+            "eventName": "ObjectCreated:Put",
+            "userIdentity": { "principalId": principal },
+            "s3": {
+                "s3SchemaVersion": "1.0",
+                "bucket": { "name": object.bucket, "arn": format!("arn:aws:s3:::{}", object.bucket) },
+                "object": s3_object,
+            }
+        }]
+    })
+    .to_string()
+}
+
 fn hex_value(byte: Option<&u8>) -> Option<u8> {
     match byte? {
         digit @ b'0'..=b'9' => Some(digit - b'0'),
@@ -370,25 +416,25 @@ mod tests {
         assert_eq!(decode_key("%41%42"), "AB");
     }
 
-    /// S3's encoding: unreserved bytes stay, a space becomes `+`, everything else `%XX`.
-    fn s3_encode(key: &str) -> String {
-        let mut out = String::new();
-        for byte in key.bytes() {
-            match byte {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                    out.push(byte as char)
-                }
-                b' ' => out.push('+'),
-                other => out.push_str(&format!("%{other:02X}")),
-            }
-        }
-        out
+    #[test]
+    fn built_bodies_parse_back_to_the_object() {
+        let object = ObjectRef {
+            bucket: "uploads".into(),
+            key: "batch 1/é+x%.geojson".into(),
+            size: Some(42),
+            etag: Some("abc".into()),
+        };
+        let body = created_body(&object, "us-east-1", "geobatch-backfill");
+        assert_eq!(
+            parse_body(&body),
+            Ok(Notification::Records(vec![Record::Created(object)]))
+        );
     }
 
     proptest! {
         #[test]
         fn decoding_inverts_s3_encoding(key in "\\PC{0,40}") {
-            prop_assert_eq!(decode_key(&s3_encode(&key)), key);
+            prop_assert_eq!(decode_key(&encode_key(&key)), key);
         }
     }
 }
