@@ -423,6 +423,7 @@ mod tests {
             key: "batch 1/é+x%.geojson".into(),
             size: Some(42),
             etag: Some("abc".into()),
+            version_id: None,
         };
         let body = created_body(&object, "us-east-1", "geobatch-backfill");
         assert_eq!(
