@@ -2,7 +2,7 @@
 //!
 //! Loads the scenario(s), the simulator's model and, optionally, the controller's own
 //! config (so a user simulates the pool they will deploy), runs every requested policy,
-//! and writes `summary.json`, `summary.md` and one plot per scenario (SVG and PNG).
+//! and writes `summary.json`, `summary.md` and one SVG plot per scenario.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -26,7 +26,7 @@ use crate::sim::{GeobatchSettings, PolicyKind, SimConfig, simulate};
                   AWS target tracking and KEDA, in a discrete-event model of S3 events, SQS, ECS \
                   and EC2. Writes OUT/summary.json, OUT/summary.md (latency, makespan, \
                   instance-hours, cost, idle time, interrupted tasks, DLQ, scaling actions), \
-                  OUT/<scenario>.svg and .png, and OUT/<scenario>.decisions.jsonl (every \
+                  OUT/<scenario>.svg, and OUT/<scenario>.decisions.jsonl (every \
                   capacity change with the policy's reason). Deterministic for a seed. The model and every \
                   baseline parameter, with sources, are described in docs/scaling.md."
 )]
@@ -213,8 +213,6 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
             scenario: scenario.name.clone(),
             bound,
         });
-        let png = plot::to_png(&title, &subtitle, &runs).context("encoding the PNG plot")?;
-        write(&args.out.join(format!("{stem}.png")), &png)?;
     }
     let targets = report::check_targets(&rows);
     let summary = Summary {

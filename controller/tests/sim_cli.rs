@@ -56,7 +56,6 @@ fn writes_summaries_and_plots_and_repeats_byte_for_byte() {
         "summary.json",
         "summary.md",
         "burst.svg",
-        "burst.png",
         "burst.decisions.jsonl",
     ] {
         let a = std::fs::read(out_a.join(file)).expect(file);
@@ -83,8 +82,12 @@ fn writes_summaries_and_plots_and_repeats_byte_for_byte() {
             .is_some_and(|r| r.contains("messages visible or in flight")),
         "{first_geobatch}"
     );
-    let png = std::fs::read(out_a.join("burst.png")).expect("png");
-    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let svg = std::fs::read_to_string(out_a.join("burst.svg")).expect("svg");
+    assert!(
+        svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+        "an SVG document"
+    );
+    assert!(!out_a.join("burst.png").exists(), "no PNG any more");
 }
 
 #[test]
@@ -108,7 +111,7 @@ fn a_scenario_file_and_a_single_policy() {
     );
     let md = std::fs::read_to_string(out.join("summary.md")).expect("summary.md");
     assert!(md.contains("| nightly | geobatch | 3 | 3 | 0 |"), "{md}");
-    assert!(out.join("nightly.png").exists());
+    assert!(out.join("nightly.svg").exists());
 }
 
 #[test]

@@ -16,7 +16,8 @@
 //! Instances are interchangeable, so the cost splits into levels: the `k`-th instance is
 //! needed exactly while `ceil(d / c) >= k`, and each level's cheapest cover is the rule
 //! above; no fleet that runs this schedule pays less. A policy can pay less only by making
-//! files wait longer than the clairvoyant does, and then its latencies are longer. The
+//! files wait or run slower than the clairvoyant does (more files than vCPUs on an
+//! instance), and then its latencies are longer. The
 //! billing minimum (60 s) never binds: every launch is billed its cold start (105 s by
 //! default) plus work.
 //!

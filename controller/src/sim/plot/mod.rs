@@ -2,11 +2,9 @@
 //! desired tasks, running tasks and instances (right) over time, on shared axes so that
 //! the policies compare at a glance.
 //!
-//! One layout drawn onto a [`Canvas`]; [`svg`] writes it as SVG text and [`png`] rasterises
-//! it with a built-in bitmap [`font`], so neither needs system libraries.
+//! One layout drawn onto a [`Canvas`]; [`svg`] writes it as SVG text, which browsers and
+//! GitHub render as it is, so the controller carries no image encoder or font.
 
-pub mod font;
-pub mod png;
 pub mod svg;
 
 use super::world::Sample;
@@ -78,14 +76,6 @@ pub fn size(runs: usize) -> (u32, u32) {
 pub fn to_svg(title: &str, subtitle: &str, runs: &[PlotRun<'_>]) -> String {
     let (w, h) = size(runs.len());
     let mut canvas = svg::SvgCanvas::new(w, h);
-    draw(&mut canvas, title, subtitle, runs);
-    canvas.finish()
-}
-
-/// The figure as a PNG file.
-pub fn to_png(title: &str, subtitle: &str, runs: &[PlotRun<'_>]) -> std::io::Result<Vec<u8>> {
-    let (w, h) = size(runs.len());
-    let mut canvas = png::PngCanvas::new(w, h);
     draw(&mut canvas, title, subtitle, runs);
     canvas.finish()
 }
