@@ -28,7 +28,7 @@ pub enum Notification {
 /// One record of an S3 event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
-    /// An object was created: process it.
+    /// An object was created (or an archived one restored): process it.
     Created(ObjectRef),
     /// Any other event (removal, restore, replication, ...): nothing to process.
     Ignored {
@@ -53,6 +53,8 @@ pub struct ObjectRef {
     pub size: Option<u64>,
     /// ETag announced by the event.
     pub etag: Option<String>,
+    /// Version the event is about, on a versioned bucket.
+    pub version_id: Option<String>,
 }
 
 /// A body that is not an S3 event notification at all.
@@ -133,6 +135,7 @@ struct RawObject {
     key: Option<String>,
     size: Option<u64>,
     e_tag: Option<String>,
+    version_id: Option<String>,
 }
 
 fn parse_record(value: &Value) -> Record {
@@ -149,7 +152,9 @@ fn parse_record(value: &Value) -> Record {
         Some(version) => return invalid(format!("unsupported eventVersion {version}")),
         None => return invalid("record has no eventVersion".to_owned()),
     }
-    if !event_name.starts_with("ObjectCreated:") {
+    // A restored archived object can be read now: process it like a new upload (its earlier
+    // outcome said `object_archived`).
+    if !event_name.starts_with("ObjectCreated:") && event_name != "ObjectRestore:Completed" {
         return Record::Ignored { event_name };
     }
     let Some(s3) = raw.s3 else {
@@ -169,6 +174,7 @@ fn parse_record(value: &Value) -> Record {
         key: decode_key(&raw_key),
         size: object.size,
         etag: object.e_tag,
+        version_id: object.version_id.filter(|version| !version.is_empty()),
     })
 }
 
@@ -278,7 +284,21 @@ mod tests {
             key: key.into(),
             size: Some(42),
             etag: Some("abc".into()),
+            version_id: None,
         })
+    }
+
+    #[test]
+    fn the_version_an_event_names_is_kept_and_restores_are_processed() {
+        let body = r#"{"Records":[{"eventVersion":"2.1","eventName":"ObjectRestore:Completed",
+            "s3":{"bucket":{"name":"b12"},"object":{"key":"k","versionId":"v-3"}}}]}"#;
+        let Ok(Notification::Records(records)) = parse_body(body) else {
+            panic!("records expected");
+        };
+        let Record::Created(object) = &records[0] else {
+            panic!("a restore is processed: {records:?}");
+        };
+        assert_eq!(object.version_id.as_deref(), Some("v-3"));
     }
 
     #[test]
@@ -403,6 +423,7 @@ mod tests {
             key: "batch 1/é+x%.geojson".into(),
             size: Some(42),
             etag: Some("abc".into()),
+            version_id: None,
         };
         let body = created_body(&object, "us-east-1", "geobatch-backfill");
         assert_eq!(

@@ -80,6 +80,7 @@ async fn dead_letter(stack: &Stack, key: &str) {
             key: key.to_owned(),
             size: None,
             etag: None,
+            version_id: None,
         },
         "us-east-1",
         "test",

@@ -110,6 +110,12 @@ pub struct RunArgs {
     #[arg(long, env = "GEOBATCH_RETRY_MAX_DELAY", default_value = "15m", value_parser = parse_duration)]
     pub retry_max_delay: Duration,
 
+    /// Deadline of each AWS call (S3 and SQS), and of each chunk of a download's body: a call
+    /// that does not answer in time fails as a transient error instead of holding a message,
+    /// its heartbeat or the shutdown drain. A receive gets --receive-wait on top.
+    #[arg(long, env = "GEOBATCH_AWS_CALL_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub aws_call_timeout: Duration,
+
     /// SQS long-poll wait per receive (0 to 20 seconds).
     #[arg(long, env = "GEOBATCH_RECEIVE_WAIT", default_value = "20s", value_parser = parse_duration)]
     pub receive_wait: Duration,
@@ -215,6 +221,8 @@ pub struct WorkerConfig {
     pub retry_max_delay: Duration,
     /// Long-poll wait of each receive.
     pub receive_wait: Duration,
+    /// Deadline of each AWS call.
+    pub call_timeout: Duration,
     /// Where downloads are staged.
     pub work_dir: PathBuf,
     /// ECS agent endpoint for task protection, when running on ECS.
@@ -271,6 +279,9 @@ impl WorkerConfig {
         }
         if args.max_object_bytes == 0 {
             return Err(invalid("max-object-bytes", "must be at least 1"));
+        }
+        if args.aws_call_timeout.is_zero() {
+            return Err(invalid("aws-call-timeout", "must be more than zero"));
         }
         if args.receive_wait > Duration::from_secs(20) {
             return Err(invalid("receive-wait", "SQS allows at most 20 seconds"));
@@ -345,6 +356,7 @@ impl WorkerConfig {
             retry_base_delay: args.retry_base_delay,
             retry_max_delay: args.retry_max_delay,
             receive_wait: args.receive_wait,
+            call_timeout: args.aws_call_timeout,
             work_dir: args.work_dir.unwrap_or_else(std::env::temp_dir),
             ecs_agent_uri,
             protection_minutes: args.protection_minutes,

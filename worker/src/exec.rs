@@ -183,6 +183,7 @@ mod tests {
             key: "a b.geojson".into(),
             size: None,
             etag: None,
+            version_id: None,
         }
     }
 

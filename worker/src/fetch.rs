@@ -5,12 +5,14 @@
 //! actually received, so a wrong or missing `Content-Length` cannot smuggle in a huge object.
 
 use std::path::Path;
+use std::time::Duration;
 
 use tempfile::TempPath;
 use tokio::io::AsyncWriteExt;
 
 use crate::event::ObjectRef;
-use crate::sdk_error::{error_chain, is_not_found_status, status_of};
+use crate::objects::{GetRequest, ObjectStore};
+use crate::sdk_error::{GetErrorKind, error_chain};
 
 /// A downloaded object; the file is removed when this is dropped.
 #[derive(Debug)]
@@ -21,14 +23,19 @@ pub struct Download {
     pub size_bytes: u64,
     /// ETag of the bytes received, without quotes.
     pub etag: Option<String>,
+    /// Version received, on a versioned bucket.
+    pub version_id: Option<String>,
 }
 
 /// Why an object could not be downloaded.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    /// The object (or its bucket) does not exist, e.g. it was deleted before it was read.
-    #[error("s3://{bucket}/{key} does not exist: {message}")]
-    Missing {
+    /// Permanent: S3 said what is wrong with the source (missing, archived, KMS key
+    /// unusable, replaced since the event).
+    #[error("s3://{bucket}/{key}: {message}")]
+    Refused {
+        /// What S3's answer means.
+        kind: GetErrorKind,
         /// Source bucket.
         bucket: String,
         /// Source key.
@@ -60,13 +67,24 @@ pub enum FetchError {
     },
 }
 
-/// Downloads `object` into a new temporary file in `work_dir`.
+/// The bounds of one download.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchLimits {
+    /// Largest object accepted.
+    pub max_object_bytes: u64,
+    /// Longest wait for S3's answer, and for each chunk of the body after it.
+    pub call_timeout: Duration,
+}
+
+/// Downloads `object` (the version or ETag its event names) into a new temporary file in
+/// `work_dir`.
 pub async fn download(
-    s3: &aws_sdk_s3::Client,
+    store: &impl ObjectStore,
     object: &ObjectRef,
-    max_object_bytes: u64,
+    limits: FetchLimits,
     work_dir: &Path,
 ) -> Result<Download, FetchError> {
+    let max_object_bytes = limits.max_object_bytes;
     let transient = |message: String| FetchError::Transient {
         bucket: object.bucket.clone(),
         key: object.key.clone(),
@@ -78,34 +96,34 @@ pub async fn download(
         limit: max_object_bytes,
         seen,
     };
-    let response = s3
-        .get_object()
-        .bucket(&object.bucket)
-        .key(&object.key)
-        .send()
-        .await
-        .map_err(|err| {
-            let not_found = err
-                .as_service_error()
-                .is_some_and(|service| service.is_no_such_key())
-                || is_not_found_status(status_of(&err));
-            if not_found {
-                FetchError::Missing {
-                    bucket: object.bucket.clone(),
-                    key: object.key.clone(),
-                    message: error_chain(&err),
-                }
-            } else {
-                transient(error_chain(&err))
-            }
-        })?;
-    let announced = response
-        .content_length()
-        .and_then(|n| u64::try_from(n).ok());
+    let request = GetRequest {
+        bucket: &object.bucket,
+        key: &object.key,
+        version_id: object.version_id.as_deref(),
+        if_match: object.etag.as_deref(),
+    };
+    let response = match tokio::time::timeout(limits.call_timeout, store.get(request)).await {
+        Err(_elapsed) => {
+            return Err(transient(format!(
+                "GetObject did not answer within {:.1} s",
+                limits.call_timeout.as_secs_f64()
+            )));
+        }
+        Ok(Err(err)) if err.kind == GetErrorKind::Transient => return Err(transient(err.message)),
+        Ok(Err(err)) => {
+            return Err(FetchError::Refused {
+                kind: err.kind,
+                bucket: object.bucket.clone(),
+                key: object.key.clone(),
+                message: err.message,
+            });
+        }
+        Ok(Ok(response)) => response,
+    };
+    let announced = response.content_length;
     if let Some(size) = announced.filter(|&size| size > max_object_bytes) {
         return Err(too_large(format!("{size} bytes announced")));
     }
-    let etag = response.e_tag().map(unquote);
     let file = tempfile::Builder::new()
         .prefix("geobatch-")
         .suffix(".download")
@@ -120,11 +138,23 @@ pub async fn download(
     let mut out = tokio::io::BufWriter::new(tokio::fs::File::from_std(std_file));
     let mut body = response.body;
     let mut size_bytes: u64 = 0;
-    while let Some(chunk) = body
-        .try_next()
-        .await
-        .map_err(|err| transient(format!("reading the body: {}", error_chain(&err))))?
-    {
+    loop {
+        let chunk = match tokio::time::timeout(limits.call_timeout, body.try_next()).await {
+            Err(_elapsed) => {
+                return Err(transient(format!(
+                    "the body stalled for {:.1} s after {size_bytes} bytes",
+                    limits.call_timeout.as_secs_f64()
+                )));
+            }
+            Ok(Err(err)) => {
+                return Err(transient(format!(
+                    "reading the body: {}",
+                    error_chain(&err)
+                )));
+            }
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(chunk))) => chunk,
+        };
         size_bytes += chunk.len() as u64;
         if size_bytes > max_object_bytes {
             return Err(too_large(format!(
@@ -146,7 +176,8 @@ pub async fn download(
     Ok(Download {
         path,
         size_bytes,
-        etag,
+        etag: response.etag,
+        version_id: response.version_id,
     })
 }
 

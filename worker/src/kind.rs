@@ -12,8 +12,13 @@ pub enum ErrorKind {
     Analysis(geobatch_analysis::ErrorKind),
     /// The event, S3's response or the bytes received exceed `--max-object-bytes`.
     ObjectTooLarge,
-    /// The object (or its bucket) does not exist.
+    /// The object, the version the event names, or its bucket does not exist.
     ObjectMissing,
+    /// The object is archived (S3 Glacier, Deep Archive): restore it, and the restore's
+    /// `ObjectRestore:Completed` event processes it.
+    ObjectArchived,
+    /// The object is encrypted with a KMS key the worker cannot use.
+    KmsKeyUnusable,
     /// The record names a bucket outside `--allowed-buckets` (or no valid bucket at all).
     BucketNotAllowed,
     /// The message is not an S3 event, or a record of it is unusable.
@@ -35,6 +40,8 @@ impl ErrorKind {
             ErrorKind::Analysis(kind) => kind.as_str(),
             ErrorKind::ObjectTooLarge => "object_too_large",
             ErrorKind::ObjectMissing => "object_missing",
+            ErrorKind::ObjectArchived => "object_archived",
+            ErrorKind::KmsKeyUnusable => "kms_key_unusable",
             ErrorKind::BucketNotAllowed => "bucket_not_allowed",
             ErrorKind::InvalidEvent => "invalid_event",
             ErrorKind::KeyTooLong => "key_too_long",

@@ -12,6 +12,8 @@
 //! - [`message`]: one SQS message from receipt to deletion or release.
 //! - [`process`]: one object: checks, download, analysis or `--exec`, outcome.
 //! - [`fetch`]: streams an object to a temporary file within the size limit.
+//! - [`queue`], [`objects`]: the SQS and S3 calls, behind the traits the delivery rules use.
+//! - [`deadline`]: the deadline every AWS call is made with.
 //! - [`exec`]: runs the `--exec` command on a downloaded file.
 //! - [`results`]: the outcome documents and message reports, and writing them.
 //! - [`kind`]: the permanent error kinds and their stable names.
@@ -24,15 +26,20 @@
 
 pub mod analyze_command;
 pub mod config;
+pub mod deadline;
 pub use geobatch_common::s3_event as event;
 pub mod exec;
+#[cfg(test)]
+mod fakes;
 pub mod fetch;
 pub mod held;
 pub mod interruption;
 pub mod kind;
 pub mod message;
+pub mod objects;
 pub mod process;
 pub mod protection;
+pub mod queue;
 pub mod results;
 pub mod sdk_error;
 pub mod service;

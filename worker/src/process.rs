@@ -13,9 +13,11 @@ use std::time::Instant;
 use crate::config::{Processor, WorkerConfig};
 use crate::event::ObjectRef;
 use crate::exec::{self, ExecFailure};
-use crate::fetch::{self, Download, FetchError};
+use crate::fetch::{self, Download, FetchError, FetchLimits};
 use crate::kind::ErrorKind;
+use crate::objects::ObjectStore;
 use crate::results::{ErrorDetail, ObjectSource, Outcome, ResultStore};
+use crate::sdk_error::GetErrorKind;
 use geobatch_analysis::{self as analysis, AnalysisOptions};
 use geobatch_common::outcome::{OutcomeKey, is_bucket_name};
 
@@ -44,6 +46,12 @@ pub enum Processed {
         /// Human-readable explanation.
         message: String,
     },
+    /// The object changed since the event (its ETag is not the event's): the newer upload's
+    /// own event brings the newer bytes, so nothing is written for this one.
+    Superseded {
+        /// What S3 said.
+        message: String,
+    },
     /// The object is one of the worker's own outputs and is left alone.
     Skipped {
         /// Why.
@@ -65,22 +73,22 @@ fn transient(message: impl Into<String>) -> TransientError {
     }
 }
 
-/// Turns objects into results; shared by all message tasks.
+/// Turns objects into outcomes; shared by all message tasks.
 #[derive(Debug, Clone)]
-pub struct ObjectProcessor {
-    s3: aws_sdk_s3::Client,
-    store: ResultStore,
+pub struct ObjectProcessor<S> {
+    objects: S,
+    store: ResultStore<S>,
     config: Arc<WorkerConfig>,
 }
 
-impl ObjectProcessor {
-    /// A processor reading sources through `s3` and writing through `store`.
-    pub fn new(
-        s3: aws_sdk_s3::Client,
-        store: ResultStore,
-        config: Arc<WorkerConfig>,
-    ) -> ObjectProcessor {
-        ObjectProcessor { s3, store, config }
+impl<S: ObjectStore> ObjectProcessor<S> {
+    /// A processor reading sources through `objects` and writing through `store`.
+    pub fn new(objects: S, store: ResultStore<S>, config: Arc<WorkerConfig>) -> ObjectProcessor<S> {
+        ObjectProcessor {
+            objects,
+            store,
+            config,
+        }
     }
 
     /// Processes `object` and writes its outcome.
@@ -114,7 +122,7 @@ impl ObjectProcessor {
         let mut source = ObjectSource {
             bucket: object.bucket.clone(),
             key: object.key.clone(),
-            version_id: None,
+            version_id: object.version_id.clone(),
             etag: object.etag.as_deref().map(fetch::unquote),
             size_bytes: object.size,
         };
@@ -126,7 +134,13 @@ impl ObjectProcessor {
                     object.key.len()
                 ),
             )),
-            OutcomeKey::Named(_) => self.produce(object, &mut source).await?,
+            OutcomeKey::Named(_) => match self.produce(object, &mut source).await {
+                Err(Interrupted::Superseded(message)) => {
+                    return Ok(Processed::Superseded { message });
+                }
+                Err(Interrupted::Transient(error)) => return Err(error),
+                Ok(outcome) => outcome,
+            },
         };
         self.store
             .write_outcome(outcome_key.as_str(), &source, &outcome)
@@ -151,25 +165,27 @@ impl ObjectProcessor {
         &self,
         object: &ObjectRef,
         source: &mut ObjectSource,
-    ) -> Result<Result<Outcome, ErrorDetail>, TransientError> {
+    ) -> Result<Result<Outcome, ErrorDetail>, Interrupted> {
         let config = &self.config;
         if let Some(size) = object.size.filter(|&size| size > config.max_object_bytes) {
             return Ok(Err(too_large(size, config.max_object_bytes)));
         }
-        let download = match fetch::download(
-            &self.s3,
-            object,
-            config.max_object_bytes,
-            &config.work_dir,
-        )
-        .await
+        let limits = FetchLimits {
+            max_object_bytes: config.max_object_bytes,
+            call_timeout: config.call_timeout,
+        };
+        let download = match fetch::download(&self.objects, object, limits, &config.work_dir).await
         {
             Ok(download) => download,
-            Err(err @ FetchError::Missing { .. }) => {
-                return Ok(Err(ErrorDetail::new(
-                    ErrorKind::ObjectMissing,
-                    err.to_string(),
-                )));
+            Err(FetchError::Refused { kind, message, .. }) => {
+                let kind = match kind {
+                    GetErrorKind::Missing => ErrorKind::ObjectMissing,
+                    GetErrorKind::Archived => ErrorKind::ObjectArchived,
+                    GetErrorKind::KmsUnusable => ErrorKind::KmsKeyUnusable,
+                    GetErrorKind::Changed => return Err(Interrupted::Superseded(message)),
+                    GetErrorKind::Transient => return Err(transient(message).into()),
+                };
+                return Ok(Err(ErrorDetail::new(kind, message)));
             }
             Err(err @ FetchError::TooLarge { .. }) => {
                 return Ok(Err(ErrorDetail::new(
@@ -177,14 +193,19 @@ impl ObjectProcessor {
                     err.to_string(),
                 )));
             }
-            Err(err @ FetchError::Transient { .. }) => return Err(transient(err.to_string())),
+            Err(err @ FetchError::Transient { .. }) => {
+                return Err(transient(err.to_string()).into());
+            }
         };
         source.size_bytes = Some(download.size_bytes);
         if download.etag.is_some() {
             source.etag.clone_from(&download.etag);
         }
+        if download.version_id.is_some() {
+            source.version_id.clone_from(&download.version_id);
+        }
         match &config.processor {
-            Processor::Analysis(options) => analyse(download, options.clone(), object).await,
+            Processor::Analysis(options) => Ok(analyse(download, options.clone(), object).await?),
             Processor::Exec { command, timeout } => {
                 match exec::run(command, &download.path, *timeout, object).await {
                     Ok(output) => Ok(Ok(Outcome::ExecOutput(output))),
@@ -192,10 +213,25 @@ impl ObjectProcessor {
                     Err(ExecFailure::Transient(message)) => Err(transient(format!(
                         "s3://{}/{}: {message}",
                         object.bucket, object.key
-                    ))),
+                    ))
+                    .into()),
                 }
             }
         }
+    }
+}
+
+/// Why producing an outcome stopped without one.
+enum Interrupted {
+    /// Another try may succeed.
+    Transient(TransientError),
+    /// The object changed since the event; its newer upload has an event of its own.
+    Superseded(String),
+}
+
+impl From<TransientError> for Interrupted {
+    fn from(error: TransientError) -> Interrupted {
+        Interrupted::Transient(error)
     }
 }
 

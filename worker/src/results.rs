@@ -12,14 +12,17 @@
 //! processing the same object twice writes the same bytes to the same place. That is what
 //! makes at-least-once delivery safe.
 
-use aws_sdk_s3::primitives::ByteStream;
+use std::time::Duration;
+
 use geobatch_common::outcome::{MESSAGE_REPORT_SCHEMA, OUTCOME_SCHEMA};
 use serde::Serialize;
 use serde_json::Value;
 
 use geobatch_common::outcome::OutputLocation;
 
+use crate::deadline;
 use crate::kind::ErrorKind;
+use crate::objects::ObjectStore;
 
 /// Version of the worker written into every output, so a result can be traced to the code
 /// that produced it.
@@ -205,17 +208,22 @@ pub struct WriteError {
     pub message: String,
 }
 
-/// Writes documents to the output location.
+/// Writes documents to the output location, each PutObject within a deadline.
 #[derive(Debug, Clone)]
-pub struct ResultStore {
-    s3: aws_sdk_s3::Client,
+pub struct ResultStore<S> {
+    store: S,
     output: OutputLocation,
+    call_timeout: Duration,
 }
 
-impl ResultStore {
-    /// A store writing under `output` through `s3`.
-    pub fn new(s3: aws_sdk_s3::Client, output: OutputLocation) -> ResultStore {
-        ResultStore { s3, output }
+impl<S: ObjectStore> ResultStore<S> {
+    /// A store writing under `output` through `store`.
+    pub fn new(store: S, output: OutputLocation, call_timeout: Duration) -> ResultStore<S> {
+        ResultStore {
+            store,
+            output,
+            call_timeout,
+        }
     }
 
     /// The output location.
@@ -252,24 +260,17 @@ impl ResultStore {
     }
 
     async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), WriteError> {
-        self.s3
-            .put_object()
-            .bucket(&self.output.bucket)
-            .key(key)
-            .content_type("application/json")
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map(drop)
-            .map_err(|err| self.write_error(key, &err))
-    }
-
-    fn write_error(&self, key: &str, err: &dyn std::error::Error) -> WriteError {
-        WriteError {
+        deadline::within(
+            self.call_timeout,
+            "PutObject",
+            self.store.put(&self.output.bucket, key, body),
+        )
+        .await
+        .map_err(|message| WriteError {
             bucket: self.output.bucket.clone(),
             key: key.to_owned(),
-            message: crate::sdk_error::error_chain(err),
-        }
+            message,
+        })
     }
 }
 

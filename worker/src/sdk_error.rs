@@ -1,34 +1,42 @@
-//! What an AWS SDK error means for a message: gone for good, or worth another try.
+//! What an AWS error means for a source: gone for good, or worth another try.
 //!
-//! Only "the object does not exist" is permanent; throttling, 5xx, network failures and even
-//! access denials are retried, because they are usually fixed by waiting or by an operator,
-//! and a message that keeps failing still ends in the DLQ through the redrive policy instead
-//! of being dropped.
+//! Classified by what S3 really answers. With the stack's IAM (GetObject on the input, plus
+//! ListBucket on it, see `deploy/cloudformation/geobatch.yaml`), a missing object is a 404;
+//! without ListBucket S3 says 403 for a missing object too, which is why the worker is given
+//! it. An archived object (Glacier, Deep Archive) is `InvalidObjectState`; an object whose
+//! KMS key the worker cannot use fails with a `KMS.*` code or an access denial naming
+//! `kms:`. Throttling, 5xx, network failures and other access denials are retried: they are
+//! usually fixed by waiting or by an operator, and a message that keeps failing still ends
+//! in the DLQ through the redrive policy instead of being dropped.
 
-use aws_sdk_s3::error::SdkError;
-
-/// Whether an HTTP status from S3 means the object (or its bucket) is not there.
-pub fn is_not_found_status(status: Option<u16>) -> bool {
-    status == Some(404)
+/// What a failed GetObject means for the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetErrorKind {
+    /// The object, version or bucket does not exist (404): permanent.
+    Missing,
+    /// The object is archived and must be restored before it can be read: permanent.
+    Archived,
+    /// The object is encrypted with a KMS key the worker cannot use (disabled, deleted,
+    /// or no kms:Decrypt): permanent until an operator fixes the key.
+    KmsUnusable,
+    /// The object no longer has the ETag the event named (412): a newer upload replaced it,
+    /// and its own event brings the newer bytes.
+    Changed,
+    /// Anything else (throttling, 5xx, network, other access denials): retried.
+    Transient,
 }
 
-/// The HTTP status of a failed call, when the service answered at all.
-pub fn status_of<E, R>(err: &SdkError<E, R>) -> Option<u16>
-where
-    R: HasStatus,
-{
-    err.raw_response().map(HasStatus::status_code)
-}
-
-/// Responses that carry an HTTP status.
-pub trait HasStatus {
-    /// The numeric HTTP status.
-    fn status_code(&self) -> u16;
-}
-
-impl HasStatus for aws_sdk_s3::config::http::HttpResponse {
-    fn status_code(&self) -> u16 {
-        self.status().as_u16()
+/// Classifies a failed GetObject from its HTTP status, error code and message.
+pub fn classify_get(status: Option<u16>, code: Option<&str>, message: &str) -> GetErrorKind {
+    match (status, code) {
+        (_, Some("NoSuchKey" | "NoSuchBucket" | "NoSuchVersion")) | (Some(404), _) => {
+            GetErrorKind::Missing
+        }
+        (_, Some("InvalidObjectState")) => GetErrorKind::Archived,
+        (_, Some(code)) if code.starts_with("KMS.") => GetErrorKind::KmsUnusable,
+        (Some(403), Some("AccessDenied")) if message.contains("kms:") => GetErrorKind::KmsUnusable,
+        (_, Some("PreconditionFailed")) | (Some(412), _) => GetErrorKind::Changed,
+        _ => GetErrorKind::Transient,
     }
 }
 
@@ -66,10 +74,34 @@ mod tests {
     }
 
     #[test]
-    fn only_404_means_not_found() {
-        assert!(is_not_found_status(Some(404)));
-        for status in [None, Some(403), Some(500), Some(503), Some(429)] {
-            assert!(!is_not_found_status(status), "{status:?}");
+    fn get_failures_are_classified_by_what_s3_answers() {
+        use GetErrorKind::*;
+        let table: [(Option<u16>, Option<&str>, &str, GetErrorKind); 12] = [
+            (Some(404), Some("NoSuchKey"), "", Missing),
+            (Some(404), None, "", Missing),
+            (Some(404), Some("NoSuchBucket"), "", Missing),
+            (Some(404), Some("NoSuchVersion"), "", Missing),
+            (Some(403), Some("InvalidObjectState"), "archived", Archived),
+            (Some(400), Some("KMS.DisabledException"), "", KmsUnusable),
+            (
+                Some(403),
+                Some("AccessDenied"),
+                "not authorized to perform: kms:Decrypt",
+                KmsUnusable,
+            ),
+            (Some(412), Some("PreconditionFailed"), "", Changed),
+            // Without ListBucket a missing object is a 403 too: indistinguishable, retried.
+            (Some(403), Some("AccessDenied"), "Access Denied", Transient),
+            (Some(503), Some("SlowDown"), "", Transient),
+            (Some(500), None, "", Transient),
+            (None, None, "dispatch failure", Transient),
+        ];
+        for (status, code, message, kind) in table {
+            assert_eq!(
+                classify_get(status, code, message),
+                kind,
+                "{status:?} {code:?}"
+            );
         }
     }
 }

@@ -23,25 +23,28 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{Message, QueueAttributeName};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 pub use crate::config::RunArgs;
 use crate::config::WorkerConfig;
+use crate::deadline::within;
 use crate::held::{self, HeldMessages, ReleaseReason};
 use crate::interruption::Watcher;
-use crate::message::{MessageHandler, receive_count};
+use crate::message::{MessageHandler, hand_back};
+use crate::objects::S3Store;
 use crate::process::ObjectProcessor;
 use crate::protection::TaskProtection;
+use crate::queue::{MAX_BATCH, Queue, SqsQueue};
 use crate::results::ResultStore;
 use crate::sdk_error::error_chain;
-use crate::telemetry::{self, MessageContext, Metrics};
+use crate::telemetry::{self, Metrics};
 use crate::visibility;
 
-/// SQS's largest receive batch.
-const MAX_BATCH: usize = 10;
+/// Longest wait, after the shutdown grace, for held messages to be handed back.
+const RELEASE_DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// Consecutive failed receives after which `/healthz` reports the worker unhealthy.
 const UNHEALTHY_AFTER_FAILURES: u32 = 5;
 
@@ -170,10 +173,12 @@ pub async fn run_with_sdk_config(
         None => None,
     };
 
-    let store = ResultStore::new(s3.clone(), config.output.clone());
+    let objects = S3Store::new(s3);
+    let store = ResultStore::new(objects.clone(), config.output.clone(), config.call_timeout);
+    let queue = SqsQueue::new(sqs.clone(), config.queue_url.clone());
     let handler = MessageHandler {
-        sqs: sqs.clone(),
-        processor: ObjectProcessor::new(s3, store.clone(), Arc::clone(&config)),
+        queue: queue.clone(),
+        processor: ObjectProcessor::new(objects, store.clone(), Arc::clone(&config)),
         store,
         config: Arc::clone(&config),
         metrics: metrics.clone(),
@@ -203,7 +208,7 @@ pub async fn run_with_sdk_config(
     let held_tx = Arc::new(held_tx);
     let mut tasks = JoinSet::new();
     let receiver = Receiver {
-        sqs: &sqs,
+        queue: &queue,
         config: &config,
         handler: &handler,
         metrics: &metrics,
@@ -242,7 +247,19 @@ pub async fn run_with_sdk_config(
             "shutdown grace over; releasing unfinished messages"
         );
         registry.release_all(ReleaseReason::Shutdown);
-        drain(&mut tasks).await;
+        // Every call of a release has a deadline, but their sum need not fit in what is left
+        // of the ECS stop timeout: past this, the rest reappear after their visibility timeout.
+        if tokio::time::timeout(RELEASE_DRAIN_LIMIT, drain(&mut tasks))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                held_messages = tasks.len(),
+                limit_secs = RELEASE_DRAIN_LIMIT.as_secs_f64(),
+                "releases did not finish in time; those messages reappear after their visibility timeout"
+            );
+            tasks.shutdown().await;
+        }
     }
     watcher.stop();
     drop(held_tx);
@@ -284,9 +301,9 @@ async fn check_queue(sqs: &aws_sdk_sqs::Client, config: &WorkerConfig) -> Result
 
 /// The receive loop and what it hands to each message task.
 struct Receiver<'a> {
-    sqs: &'a aws_sdk_sqs::Client,
+    queue: &'a SqsQueue,
     config: &'a Arc<WorkerConfig>,
-    handler: &'a MessageHandler,
+    handler: &'a MessageHandler<SqsQueue, S3Store>,
     metrics: &'a Metrics,
     /// Failed receives in a row; drives the loop's backoff and `/healthz`.
     consecutive_failures: &'a AtomicU32,
@@ -301,7 +318,7 @@ impl Receiver<'_> {
     /// are left in `tasks` for the caller to drain by the returned end of the shutdown grace.
     async fn run(&self, tasks: &mut JoinSet<()>, shutdown: impl Future<Output = ()>) -> Instant {
         let Receiver {
-            sqs,
+            queue,
             config,
             handler,
             metrics,
@@ -332,7 +349,7 @@ impl Receiver<'_> {
                     tracing::error!(error = %err, "a message task failed");
                 }
             }
-            let receiving = receive(sqs, config, permits.len());
+            let receiving = receive(queue, config, permits.len());
             tokio::pin!(receiving);
             let received = tokio::select! {
                 () = &mut shutdown => {
@@ -408,40 +425,30 @@ impl Receiver<'_> {
         }
         telemetry::messages_received(self.metrics, messages.len());
         telemetry::releasing_received_at_shutdown(messages.len());
-        let outcomes = visibility::release_now(self.sqs, &self.config.queue_url, &messages).await;
-        for (message, outcome) in messages.iter().zip(outcomes) {
-            let context = MessageContext {
-                message_id: message.message_id().unwrap_or("(no id)"),
-                receive_count: receive_count(message),
-            };
-            match outcome {
-                Ok(()) => {
-                    telemetry::message_released(self.metrics, context, "shutdown", Duration::ZERO);
-                }
-                Err(error) => {
-                    telemetry::message_call_failed(context, "ChangeMessageVisibilityBatch", &error);
-                }
-            }
+        let mut releases = JoinSet::new();
+        for message in messages {
+            let (queue, metrics) = (self.queue.clone(), self.metrics.clone());
+            let call_timeout = self.config.call_timeout;
+            releases.spawn(async move {
+                hand_back(&queue, &metrics, &message, "shutdown", call_timeout).await;
+            });
         }
+        drain(&mut releases).await;
     }
 }
 
+/// One receive, within `--receive-wait` plus the call deadline.
 async fn receive(
-    sqs: &aws_sdk_sqs::Client,
+    queue: &SqsQueue,
     config: &WorkerConfig,
     max_messages: usize,
 ) -> Result<Vec<Message>, String> {
-    let output = sqs
-        .receive_message()
-        .queue_url(&config.queue_url)
-        .max_number_of_messages(i32::try_from(max_messages).unwrap_or(10))
-        .wait_time_seconds(i32::try_from(config.receive_wait.as_secs()).unwrap_or(20))
-        .visibility_timeout(visibility::visibility_seconds(config.visibility_timeout))
-        .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-        .send()
-        .await
-        .map_err(|err| error_chain(&err))?;
-    Ok(output.messages.unwrap_or_default())
+    within(
+        config.receive_wait + config.call_timeout,
+        "ReceiveMessage",
+        queue.receive(max_messages, config.receive_wait, config.visibility_timeout),
+    )
+    .await
 }
 
 /// Lets held messages finish (or be released by the watcher) until `shutdown` resolves.

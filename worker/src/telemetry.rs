@@ -330,6 +330,39 @@ pub fn message_released(
     );
 }
 
+/// An unfinished message was handed back as a fresh copy (see `message::hand_back`).
+pub fn message_handed_back(
+    metrics: &Metrics,
+    message: MessageContext<'_>,
+    reason: &'static str,
+    hops: u32,
+) {
+    metrics
+        .messages_released
+        .get_or_create(&vec![("reason", reason.to_owned())])
+        .inc();
+    tracing::info!(
+        message_id = message.message_id,
+        receive_count = message.receive_count,
+        reason,
+        hops,
+        "message handed back to the queue as a fresh copy"
+    );
+}
+
+/// The object changed since its event: a newer upload, with an event of its own, replaced
+/// it; nothing is written for this one.
+pub fn file_superseded(message: MessageContext<'_>, bucket: &str, key: &str, reason: &str) {
+    tracing::info!(
+        message_id = message.message_id,
+        bucket,
+        key,
+        outcome = "superseded",
+        reason,
+        "the object changed since its event; its newer version's event brings the outcome"
+    );
+}
+
 /// Shutdown came while a receive was in flight: the worker lets it return instead of
 /// dropping it, because SQS may already have handed it messages.
 pub fn shutdown_during_receive(grace: Duration) {

@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, Message};
-
+use crate::deadline::within;
+use crate::queue::Queue;
 use crate::telemetry::{self, MessageContext};
 
 /// How often a held message's visibility is renewed.
@@ -29,133 +29,34 @@ pub fn visibility_seconds(delay: Duration) -> i32 {
     i32::try_from(delay.as_secs().min(12 * 60 * 60)).unwrap_or(43_200)
 }
 
-/// Sets a held message's visibility.
-pub async fn set_visibility(
-    sqs: &aws_sdk_sqs::Client,
-    queue_url: &str,
-    receipt_handle: &str,
-    delay: Duration,
-) -> Result<(), String> {
-    sqs.change_message_visibility()
-        .queue_url(queue_url)
-        .receipt_handle(receipt_handle)
-        .visibility_timeout(visibility_seconds(delay))
-        .send()
-        .await
-        .map(drop)
-        .map_err(|err| crate::sdk_error::error_chain(&err))
-}
-
-/// SQS's largest `ChangeMessageVisibilityBatch`.
-const MAX_BATCH: usize = 10;
-
-/// Makes `messages` visible again at once, in batches of up to ten, and returns one outcome
-/// per message, in order. Used for messages received while shutting down: the worker will not
-/// process them, and without this they would stay hidden for a whole visibility timeout.
-pub async fn release_now(
-    sqs: &aws_sdk_sqs::Client,
-    queue_url: &str,
-    messages: &[Message],
-) -> Vec<Result<(), String>> {
-    let mut outcomes = Vec::with_capacity(messages.len());
-    for batch in messages.chunks(MAX_BATCH) {
-        outcomes.extend(release_batch(sqs, queue_url, batch).await);
-    }
-    outcomes
-}
-
-async fn release_batch(
-    sqs: &aws_sdk_sqs::Client,
-    queue_url: &str,
-    batch: &[Message],
-) -> Vec<Result<(), String>> {
-    let mut outcomes: Vec<Result<(), String>> =
-        vec![Err("the message has no receipt handle".to_owned()); batch.len()];
-    let mut entries = Vec::with_capacity(batch.len());
-    for (index, message) in batch.iter().enumerate() {
-        let Some(receipt_handle) = message.receipt_handle() else {
-            continue;
-        };
-        match ChangeMessageVisibilityBatchRequestEntry::builder()
-            .id(index.to_string())
-            .receipt_handle(receipt_handle)
-            .visibility_timeout(0)
-            .build()
-        {
-            Ok(entry) => {
-                outcomes[index] = Err("SQS did not report on this entry".to_owned());
-                entries.push(entry);
-            }
-            Err(err) => outcomes[index] = Err(err.to_string()),
-        }
-    }
-    if entries.is_empty() {
-        return outcomes;
-    }
-    let sent: Vec<usize> = entries
-        .iter()
-        .filter_map(|entry| entry.id().parse().ok())
-        .collect();
-    let slot = |id: &str| {
-        id.parse::<usize>()
-            .ok()
-            .filter(|index| *index < batch.len())
-    };
-    match sqs
-        .change_message_visibility_batch()
-        .queue_url(queue_url)
-        .set_entries(Some(entries))
-        .send()
-        .await
-    {
-        Ok(output) => {
-            for done in output.successful() {
-                if let Some(index) = slot(done.id()) {
-                    outcomes[index] = Ok(());
-                }
-            }
-            for failed in output.failed() {
-                if let Some(index) = slot(failed.id()) {
-                    outcomes[index] = Err(format!(
-                        "{}: {}",
-                        failed.code(),
-                        failed.message().unwrap_or("no message")
-                    ));
-                }
-            }
-        }
-        Err(err) => {
-            let error = crate::sdk_error::error_chain(&err);
-            for index in sent {
-                outcomes[index] = Err(error.clone());
-            }
-        }
-    }
-    outcomes
-}
-
 /// Renews the message's visibility until `stop` fires (or its sender is dropped).
 ///
-/// A renewal that has started is always completed before this returns, so the caller can
-/// stop the heartbeat and then delete or release the message knowing that no late renewal
-/// will land after its release and hide the message again.
+/// A renewal that has started is completed (or fails at its deadline, `call_timeout` capped
+/// at the renewal interval) before this returns, so the caller can stop the heartbeat and
+/// then delete or release the message knowing that no late renewal will land after its
+/// release and hide the message again, and a hung renewal cannot hold the message's fate.
 pub async fn heartbeat(
-    sqs: aws_sdk_sqs::Client,
-    queue_url: String,
+    queue: impl Queue,
     receipt_handle: String,
     visibility_timeout: Duration,
+    call_timeout: Duration,
     message_id: String,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let interval = heartbeat_interval(visibility_timeout);
+    let renewal_deadline = call_timeout.min(interval);
     loop {
         tokio::select! {
             _ = &mut stop => return,
             () = tokio::time::sleep(interval) => {}
         }
-        if let Err(error) =
-            set_visibility(&sqs, &queue_url, &receipt_handle, visibility_timeout).await
-        {
+        let renewed = within(
+            renewal_deadline,
+            "ChangeMessageVisibility",
+            queue.set_visibility(&receipt_handle, visibility_timeout),
+        )
+        .await;
+        if let Err(error) = renewed {
             telemetry::message_call_failed(
                 MessageContext {
                     message_id: &message_id,

@@ -100,7 +100,7 @@ async fn non_object_created_records_are_ignored_and_their_message_deleted() {
     let worker = RunningWorker::start(&stack, stack.config());
     let body = json!({"Records": [
         record(&stack.input_bucket, "gone.geojson", "ObjectRemoved:Delete", "2.1"),
-        record(&stack.input_bucket, "old.geojson", "ObjectRestore:Completed", "2.1"),
+        record(&stack.input_bucket, "old.geojson", "ObjectRestore:Post", "2.1"),
     ]});
     stack.send(&body.to_string()).await;
     stack.wait_drained().await;

@@ -189,3 +189,54 @@ async fn exec_failures_and_timeouts_are_reported_with_their_stderr() {
     stack.wait_drained().await;
     worker.stop().await;
 }
+
+/// Issue 12, class 6: an archived object (S3 answers 403 InvalidObjectState) is reported as
+/// `object_archived` and its message deleted, instead of being retried into the DLQ as an
+/// access denial.
+#[tokio::test]
+async fn an_archived_object_is_reported_as_archived_not_retried() {
+    let stack = Stack::new(StackOptions {
+        max_receive_count: Some(2),
+        ..StackOptions::default()
+    })
+    .await;
+    stack
+        .s3
+        .put_object()
+        .bucket(&stack.input_bucket)
+        .key("cold.geojson")
+        .storage_class(aws_sdk_s3::types::StorageClass::Glacier)
+        .body(SAMPLE.as_bytes().to_vec().into())
+        .send()
+        .await
+        .expect("put an archived object");
+    let worker = RunningWorker::start(&stack, stack.config());
+    stack.send_event(&["cold.geojson"]).await;
+    let report = stack.wait_output(&stack.outcome_key("cold.geojson")).await;
+    assert_eq!(report["error"]["kind"], "object_archived", "{report}");
+    stack.wait_drained().await;
+    worker.stop().await;
+    let dlq = stack.dlq_url.clone().expect("dlq");
+    assert_eq!(stack.counts(&dlq).await, (0, 0));
+}
+
+/// Issue 12, class 7: an event whose ETag is not the object's any more (the key was
+/// re-uploaded since) writes nothing: the newer upload's own event brings its outcome, so an
+/// older version's outcome cannot land after it.
+#[tokio::test]
+async fn an_event_for_bytes_since_replaced_writes_no_outcome() {
+    let stack = Stack::new(StackOptions::default()).await;
+    stack.put("moving.geojson", SAMPLE).await;
+    let worker = RunningWorker::start(&stack, stack.config());
+    let mut stale = record(
+        &stack.input_bucket,
+        "moving.geojson",
+        "ObjectCreated:Put",
+        "2.1",
+    );
+    stale["s3"]["object"]["eTag"] = json!("0123456789abcdef0123456789abcdef");
+    stack.send(&json!({"Records": [stale]}).to_string()).await;
+    stack.wait_drained().await;
+    worker.stop().await;
+    assert_eq!(stack.output_keys().await, Vec::<String>::new());
+}

@@ -55,7 +55,10 @@ fn start_worker(stack: &Stack, grace: &str) -> (Child, mpsc::Receiver<String>) {
         )
         .env("GEOBATCH_ALLOWED_BUCKETS", &stack.input_bucket)
         .env("GEOBATCH_METRICS_ADDR", metrics_addr.to_string())
-        .env("GEOBATCH_RECEIVE_WAIT", "1s")
+        // Shorter than the 500 ms grace below: a long poll the grace cuts short would be left
+        // waiting on the server side and could be handed the message's fresh copy (see
+        // docs/worker.md, "Graceful shutdown").
+        .env("GEOBATCH_RECEIVE_WAIT", "0s")
         .env("GEOBATCH_SHUTDOWN_GRACE", grace)
         .env("GEOBATCH_LOG", "info,geobatch_worker=debug")
         .env_remove("ECS_AGENT_URI")

@@ -363,6 +363,7 @@ async fn send_batch(
                     key: object.key.clone(),
                     size: object.size,
                     etag: object.etag.clone(),
+                    version_id: None,
                 },
                 &clients.region,
                 PRINCIPAL,

@@ -79,6 +79,30 @@ class TemplateAgreesWithTheProgramsTest(unittest.TestCase):
         bucket_name = self.resources["InputBucket"]["Properties"]["BucketName"]["Fn::Sub"]
         self.assertTrue(statement["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::Sub"].endswith(bucket_name))
 
+    def test_worker_role_grants_what_the_worker_calls_and_nothing_more(self):
+        """Issue 12, classes 1, 6, 7 and 10: ListBucket on the input bucket alone (so S3 says
+        404, not 403, for a missing input), GetObjectVersion (the version an event names),
+        SendMessage (fresh copies at shutdown), and no DeleteObject (one outcome per source)."""
+        policy = self.resources["WorkerTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+        grants = {}
+        for statement in policy["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            for action in actions:
+                grants[action] = statement["Resource"]
+        self.assertEqual(grants.get("s3:ListBucket"), {"Fn::GetAtt": ["InputBucket", "Arn"]})
+        self.assertIn("InputBucket.Arn", grants["s3:GetObjectVersion"]["Fn::Sub"])
+        self.assertEqual(grants["sqs:SendMessage"], {"Fn::GetAtt": ["JobQueue", "Arn"]})
+        self.assertNotIn("s3:DeleteObject", grants)
+        self.assertEqual(
+            sorted(grants),
+            sorted([
+                "s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:PutObject",
+                "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+                "sqs:GetQueueAttributes", "sqs:SendMessage",
+                "ecs:UpdateTaskProtection", "ecs:GetTaskProtection",
+            ]),
+        )
+
     def test_spot_capacity_is_rebalanced_and_the_warm_pool_needs_on_demand(self):
         group = self.resources["WorkerGroup"]["Properties"]
         self.assertIs(group["CapacityRebalance"], True)

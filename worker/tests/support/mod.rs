@@ -135,6 +135,7 @@ impl Stack {
             retry_base_delay: Duration::ZERO,
             retry_max_delay: Duration::from_secs(1),
             receive_wait: Duration::from_secs(1),
+            call_timeout: Duration::from_secs(10),
             work_dir: std::env::temp_dir(),
             ecs_agent_uri: None,
             protection_minutes: 60,
