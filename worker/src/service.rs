@@ -221,8 +221,11 @@ pub async fn run_with_sdk_config(
     let noticed = watcher.noticed();
     let stop_receiving = async {
         tokio::select! {
-            () = &mut shutdown => {}
-            () = noticed => interrupted = true,
+            () = &mut shutdown => ReleaseReason::Shutdown,
+            () = noticed => {
+                interrupted = true;
+                ReleaseReason::Interruption
+            }
         }
     };
     let mut grace_over = receiver.run(&mut tasks, stop_receiving).await;
@@ -314,9 +317,14 @@ struct Receiver<'a> {
 }
 
 impl Receiver<'_> {
-    /// Receives and dispatches messages until `shutdown` resolves; spawned message tasks
-    /// are left in `tasks` for the caller to drain by the returned end of the shutdown grace.
-    async fn run(&self, tasks: &mut JoinSet<()>, shutdown: impl Future<Output = ()>) -> Instant {
+    /// Receives and dispatches messages until `stop` resolves, to why receiving stops (the
+    /// reason messages of a receive cut short by it are handed back with); spawned message
+    /// tasks are left in `tasks` for the caller to drain by the returned end of the grace.
+    async fn run(
+        &self,
+        tasks: &mut JoinSet<()>,
+        stop: impl Future<Output = ReleaseReason>,
+    ) -> Instant {
         let Receiver {
             queue,
             config,
@@ -328,10 +336,10 @@ impl Receiver<'_> {
         } = *self;
         let slots = Arc::new(Semaphore::new(config.concurrency));
         let batch_limit = config.concurrency.min(MAX_BATCH);
-        tokio::pin!(shutdown);
+        tokio::pin!(stop);
         loop {
             let first = tokio::select! {
-                () = &mut shutdown => break,
+                _ = &mut stop => break,
                 permit = Arc::clone(&slots).acquire_owned() => match permit {
                     Ok(permit) => permit,
                     Err(_closed) => break,
@@ -352,9 +360,9 @@ impl Receiver<'_> {
             let receiving = receive(queue, config, permits.len());
             tokio::pin!(receiving);
             let received = tokio::select! {
-                () = &mut shutdown => {
+                reason = &mut stop => {
                     let deadline = Instant::now() + config.shutdown_grace;
-                    self.finish_receive_at_shutdown(receiving, deadline).await;
+                    self.finish_receive_at_shutdown(receiving, deadline, reason).await;
                     return deadline;
                 }
                 received = &mut receiving => received,
@@ -373,7 +381,7 @@ impl Receiver<'_> {
                     );
                     telemetry::receive_failed(metrics, &error, delay);
                     tokio::select! {
-                        () = &mut shutdown => break,
+                        _ = &mut stop => break,
                         () = tokio::time::sleep(delay) => continue,
                     }
                 }
@@ -411,6 +419,7 @@ impl Receiver<'_> {
         &self,
         receiving: impl Future<Output = Result<Vec<Message>, String>>,
         deadline: Instant,
+        reason: ReleaseReason,
     ) {
         telemetry::shutdown_during_receive(self.config.shutdown_grace);
         let messages = match tokio::time::timeout_at(deadline, receiving).await {
@@ -430,7 +439,7 @@ impl Receiver<'_> {
             let (queue, metrics) = (self.queue.clone(), self.metrics.clone());
             let call_timeout = self.config.call_timeout;
             releases.spawn(async move {
-                hand_back(&queue, &metrics, &message, "shutdown", call_timeout).await;
+                hand_back(&queue, &metrics, &message, reason.as_str(), call_timeout).await;
             });
         }
         drain(&mut releases).await;

@@ -112,6 +112,11 @@ class ImdsStandIn:
         return Handler
 
 
+# The worker's log lines for a message it hands back: a fresh copy sent in its place (how a
+# release is made while the hop limit allows), or a visibility-0 release past that limit.
+RELEASE_MESSAGES = ("message handed back to the queue as a fresh copy", "message released to the queue")
+
+
 def interruption_releases(log_dir: Path, task_ids: list[str]) -> list[tuple[float, str]]:
     """(epoch seconds, message id) of every release ahead of an interruption in these tasks'
     logs (the worker's JSON lines)."""
@@ -126,7 +131,7 @@ def interruption_releases(log_dir: Path, task_ids: list[str]) -> list[tuple[floa
             except json.JSONDecodeError:
                 continue
             fields = record.get("fields", record)
-            if fields.get("message") == "message released to the queue" and fields.get("reason") == "interruption":
+            if fields.get("message") in RELEASE_MESSAGES and fields.get("reason") == "interruption":
                 # Python reads at most microseconds; tracing may write nanoseconds.
                 stamp = re.sub(r"(\.\d{6})\d*", r"\1", record["timestamp"]).replace("Z", "+00:00")
                 at = datetime.fromisoformat(stamp).timestamp()

@@ -54,10 +54,11 @@ class ImdsStandInTest(unittest.TestCase):
                 {"timestamp": "2026-12-04T03:00:01.123456789Z", "message": "message released to the queue", "reason": "interruption", "message_id": "m1"},
                 {"timestamp": "2026-12-04T03:00:02Z", "message": "message released to the queue", "reason": "shutdown", "message_id": "m2"},
                 {"timestamp": "2026-12-04T03:00:00.5Z", "message": "file processed", "message_id": "m3"},
+                {"timestamp": "2026-12-04T03:00:03Z", "message": "message handed back to the queue as a fresh copy", "reason": "interruption", "message_id": "m4"},
             ]
             Path(tmp, "task-t1.log").write_text("not json\n" + "".join(json.dumps(line) + "\n" for line in lines))
             releases = interruption_releases(Path(tmp), ["t1", "t-missing"])
-        self.assertEqual([m for _, m in releases], ["m1"])
+        self.assertEqual([m for _, m in releases], ["m1", "m4"])
         self.assertAlmostEqual(releases[0][0] % 60, 1.123456, places=5)
 
 
