@@ -88,10 +88,35 @@ impl Kernel {
         self.geodesic.area()
     }
 
+    /// One end of edges, with what depends on it alone: a ring's vertex ends one edge and
+    /// starts the next, so its trigonometry is computed once for both.
+    pub(crate) fn vertex(&self, lat: f64, lon: f64) -> Vertex {
+        let alat = ang_round(lat.abs());
+        let (sbet, cbet) = if alat <= 90.0 {
+            self.reduced(alat)
+        } else {
+            (f64::NAN, f64::NAN)
+        };
+        Vertex {
+            lat,
+            lon,
+            alat,
+            sbet,
+            cbet,
+            dn: (1.0 + self.ep2 * sbet * sbet).sqrt(),
+        }
+    }
+
     /// Distance and area term of the geodesic from `(lat1, lon1)` to `(lat2, lon2)`, degrees.
+    #[cfg(test)]
     pub(crate) fn edge(&self, lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> EdgeTerms {
-        self.short_edge(lat1, lon1, lat2, lon2)
-            .unwrap_or_else(|| self.full_edge(lat1, lon1, lat2, lon2))
+        self.edge_between(&self.vertex(lat1, lon1), &self.vertex(lat2, lon2))
+    }
+
+    /// Distance and area term of the geodesic from `v1` to `v2`.
+    pub(crate) fn edge_between(&self, v1: &Vertex, v2: &Vertex) -> EdgeTerms {
+        self.short_edge(v1, v2)
+            .unwrap_or_else(|| self.full_edge(v1.lat, v1.lon, v2.lat, v2.lon))
     }
 
     /// The library's general solution.
@@ -103,12 +128,12 @@ impl Kernel {
     }
 
     /// The short-line solution, or `None` for an edge outside this kernel's domain.
-    fn short_edge(&self, lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> Option<EdgeTerms> {
+    fn short_edge(&self, v1: &Vertex, v2: &Vertex) -> Option<EdgeTerms> {
         let in_range =
-            lat1.abs() <= 90.0 && lat2.abs() <= 90.0 && lon1.abs() <= 180.0 && lon2.abs() <= 180.0;
+            v1.alat <= 90.0 && v2.alat <= 90.0 && v1.lon.abs() <= 180.0 && v2.lon.abs() <= 180.0;
         // Within ±180° each, the difference is exact to rounding and needs no wrapping below
         // 90°; wider (and antimeridian-crossing) edges take the general path.
-        let lon12 = lon2 - lon1;
+        let lon12 = v2.lon - v1.lon;
         if !in_range || lon12.abs() >= 90.0 {
             return None;
         }
@@ -119,24 +144,29 @@ impl Kernel {
         if slam12 == 0.0 {
             return None; // meridional
         }
-        let (mut lat1, mut lat2) = (ang_round(lat1), ang_round(lat2));
-        // Canonical order: |lat1| >= |lat2|, lat1 <= 0.
-        let swapp = if lat1.abs() < lat2.abs() { -1.0 } else { 1.0 };
+        // Canonical order: |lat1| >= |lat2|, lat1 <= 0. The reduced latitude's sine is odd
+        // in the latitude and its cosine even, so each end's figures are its vertex's with
+        // the sign the canonical latitude has (as `reduced` of it would give).
+        let (mut v1, mut v2) = (v1, v2);
+        let swapp = if v1.alat < v2.alat { -1.0 } else { 1.0 };
         if swapp < 0.0 {
             lonsign = -lonsign;
-            std::mem::swap(&mut lat1, &mut lat2);
+            std::mem::swap(&mut v1, &mut v2);
         }
+        let lat1 = ang_round(v1.lat);
         let latsign = if lat1 < 0.0 { 1.0 } else { -1.0 };
-        lat1 *= latsign;
-        lat2 *= latsign;
-        if lat1 == -90.0 {
+        if v1.alat == 90.0 {
             return None;
         }
-        let (sbet1, cbet1) = self.reduced(lat1);
-        let (mut sbet2, mut cbet2) = self.reduced(lat2);
+        let sbet1 = v1.sbet.copysign(lat1 * latsign);
+        let cbet1 = v1.cbet;
+        let mut sbet2 = v2.sbet.copysign(ang_round(v2.lat) * latsign);
+        let mut cbet2 = v2.cbet;
+        let mut dn2 = v2.dn;
         if cbet1 < -sbet1 {
             if cbet2 == cbet1 {
                 sbet2 = if sbet2 < 0.0 { sbet1 } else { -sbet1 };
+                dn2 = v1.dn;
             }
         } else if sbet2.abs() == -sbet1 {
             cbet2 = cbet1;
@@ -144,8 +174,7 @@ impl Kernel {
         if sbet1 == 0.0 {
             return None; // equatorial
         }
-        let dn1 = (1.0 + self.ep2 * sbet1 * sbet1).sqrt();
-        let dn2 = (1.0 + self.ep2 * sbet2 * sbet2).sqrt();
+        let dn1 = v1.dn;
         let ends = Ends {
             sbet1,
             cbet1,
@@ -406,6 +435,24 @@ impl Kernel {
     }
 }
 
+/// An edge end: its position (degrees) and, for its latitude rounded as Karney's and taken
+/// positive, the sine and cosine of the reduced latitude and `sqrt(1 + e'² sin² β)`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Vertex {
+    lat: f64,
+    lon: f64,
+    alat: f64,
+    sbet: f64,
+    cbet: f64,
+    dn: f64,
+}
+
+impl Vertex {
+    pub(crate) fn lon(&self) -> f64 {
+        self.lon
+    }
+}
+
 /// Reduced latitudes of the two ends (canonical order) and `sqrt(1 + e'² sin² β)`.
 struct Ends {
     sbet1: f64,
@@ -441,9 +488,18 @@ struct Solved {
 /// (+1) or westwards (−1): a ring's count of crossings tells whether it encircles a pole.
 /// The same rule as `geographiclib`'s polygon area.
 pub(crate) fn transit(lon1: f64, lon2: f64) -> i64 {
-    let lon12 = ang_diff(lon1, lon2);
-    let lon1 = ang_normalize(lon1);
-    let lon2 = ang_normalize(lon2);
+    // Within (−180, 180) each and less than 180° apart (a ring's usual edge), normalising
+    // changes nothing and the difference's sign is that of the plain difference.
+    let plain = lon2 - lon1;
+    let (lon12, lon1, lon2) = if lon1.abs() < 180.0 && lon2.abs() < 180.0 && plain.abs() < 180.0 {
+        (plain, lon1, lon2)
+    } else {
+        (
+            ang_diff(lon1, lon2),
+            ang_normalize(lon1),
+            ang_normalize(lon2),
+        )
+    };
     if lon12 > 0.0 && ((lon1 < 0.0 && lon2 >= 0.0) || (lon1 > 0.0 && lon2 == 0.0)) {
         1
     } else if lon12 < 0.0 && lon1 >= 0.0 && lon2 < 0.0 {
@@ -655,16 +711,20 @@ mod test {
         assert!(atan2(f64::NAN, 1.0).is_nan());
     }
 
+    fn short(k: &Kernel, lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> Option<EdgeTerms> {
+        k.short_edge(&k.vertex(lat1, lon1), &k.vertex(lat2, lon2))
+    }
+
     #[test]
     fn short_edges_take_the_short_path() {
         let k = kernel();
-        assert!(k.short_edge(10.0, 20.0, 10.01, 20.02).is_some());
-        assert!(k.short_edge(-45.0, 170.0, -44.0, 171.5).is_some());
+        assert!(short(&k, 10.0, 20.0, 10.01, 20.02).is_some());
+        assert!(short(&k, -45.0, 170.0, -44.0, 171.5).is_some());
         // Meridional, equatorial, antimeridian-crossing and long edges do not.
-        assert!(k.short_edge(10.0, 20.0, 11.0, 20.0).is_none());
-        assert!(k.short_edge(0.0, 20.0, 0.0, 21.0).is_none());
-        assert!(k.short_edge(10.0, 179.9, 10.0, -179.9).is_none());
-        assert!(k.short_edge(-30.0, 0.0, 40.0, 80.0).is_none());
+        assert!(short(&k, 10.0, 20.0, 11.0, 20.0).is_none());
+        assert!(short(&k, 0.0, 20.0, 0.0, 21.0).is_none());
+        assert!(short(&k, 10.0, 179.9, 10.0, -179.9).is_none());
+        assert!(short(&k, -30.0, 0.0, 40.0, 80.0).is_none());
     }
 
     #[test]

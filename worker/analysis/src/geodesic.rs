@@ -165,13 +165,21 @@ fn sum_edges(points: &[Xy], closed: bool, helpers: usize) -> EdgeSums {
     let mut sums = EdgeSums::default();
     let kernel = &*WGS84;
     let end = |index: usize| points[(index + 1) % points.len()];
+    let vertex = |index: usize| {
+        let [lon, lat] = points[index % points.len()];
+        kernel.vertex(lat, lon)
+    };
     if helpers == 0 || edges < PARALLEL_EDGES {
-        for (index, &[lon1, lat1]) in points.iter().take(edges).enumerate() {
-            let [lon2, lat2] = end(index);
-            let terms = kernel.edge(lat1, lon1, lat2, lon2);
+        let Some(mut start) = points.first().map(|_| vertex(0)) else {
+            return sums;
+        };
+        for index in 0..edges {
+            let end = vertex(index + 1);
+            let terms = kernel.edge_between(&start, &end);
             sums.distance += terms.distance;
             sums.area += terms.area;
-            sums.crossings += edge::transit(lon1, lon2);
+            sums.crossings += edge::transit(start.lon(), end.lon());
+            start = end;
         }
         return sums;
     }
@@ -179,10 +187,12 @@ fn sum_edges(points: &[Xy], closed: bool, helpers: usize) -> EdgeSums {
     // into its buffer, then the buffers are summed here in edge order.
     let evaluate = |range: std::ops::Range<usize>, out: &mut Vec<EdgeTerms>| {
         out.clear();
+        let mut start = vertex(range.start);
         out.extend(range.map(|index| {
-            let [lon1, lat1] = points[index];
-            let [lon2, lat2] = end(index);
-            kernel.edge(lat1, lon1, lat2, lon2)
+            let end = vertex(index + 1);
+            let terms = kernel.edge_between(&start, &end);
+            start = end;
+            terms
         }));
     };
     let mut buffers: Vec<Vec<EdgeTerms>> = (0..=helpers)
