@@ -192,6 +192,6 @@ fn container_arn(i: usize) -> String {
 }
 
 /// The EC2 instance id the world gives instance number `i`.
-fn instance_id(i: usize) -> String {
+pub(super) fn instance_id(i: usize) -> String {
     format!("i-{i:08}")
 }

@@ -66,6 +66,15 @@ impl World<'_> {
         instance.is_some_and(|i| self.instances[i].interrupted_ms.is_some())
     }
 
+    /// The EC2 ids of the instances the ECS agent drained for a Spot notice (they were
+    /// `ACTIVE` when it came), in launch order: to check what the controller did with them.
+    pub fn instances_drained_by_a_notice(&self) -> Vec<String> {
+        (0..self.instances.len())
+            .filter(|&i| self.instances[i].drained_by_notice)
+            .map(super::controller::instance_id)
+            .collect()
+    }
+
     /// A worker stopped mid-file: by the policy, or by an interruption.
     pub(super) fn count_interrupted_task(&mut self, spot: bool) {
         if spot {
@@ -135,6 +144,7 @@ impl World<'_> {
         let inst = &mut self.instances[i];
         inst.interrupted_ms = Some(self.now);
         // ECS_ENABLE_SPOT_INSTANCE_DRAINING: the agent drains the instance.
+        inst.drained_by_notice = !inst.draining;
         inst.draining = true;
         let on_it: Vec<usize> = inst.tasks.iter().copied().collect();
         let mut released = false;

@@ -234,6 +234,9 @@ struct Instance {
     /// When EC2's Spot interruption notice came: from then on the instance is not
     /// capacity, and it is taken when the notice runs out.
     interrupted_ms: Option<Millis>,
+    /// The notice found it `ACTIVE`, so the drain it shows is the ECS agent's, not the
+    /// controller's.
+    drained_by_notice: bool,
 }
 
 /// Runs `scenario` through one of the modelled autoscalers (the baselines) and returns what
@@ -652,8 +655,12 @@ impl<'a> World<'a> {
 
     // ---- workers ---------------------------------------------------------------------
 
-    /// Starts (or restarts) a long poll of a running task with a free slot.
+    /// Starts (or restarts) a long poll of a running task with a free slot. A worker on an
+    /// instance under a Spot notice receives nothing (its watcher has seen the notice).
     fn poll(&mut self, task: usize) {
+        if self.interrupted(self.tasks[task].instance) {
+            return;
+        }
         self.polling.insert(task);
         let t = &mut self.tasks[task];
         t.poll_epoch += 1;
@@ -810,6 +817,7 @@ impl<'a> World<'a> {
             draining: false,
             on_demand,
             interrupted_ms: None,
+            drained_by_notice: false,
         });
         self.live_instances.insert(id);
         self.schedule(self.now + secs(boot), Event::InstanceReady(id));
