@@ -206,17 +206,15 @@ impl<S: ObjectStore> ObjectProcessor<S> {
         }
         match &config.processor {
             Processor::Analysis(options) => Ok(analyse(download, options.clone(), object).await?),
-            Processor::Exec { command, timeout } => {
-                match exec::run(command, &download.path, *timeout, object).await {
-                    Ok(output) => Ok(Ok(Outcome::ExecOutput(output))),
-                    Err(ExecFailure::Permanent(detail)) => Ok(Err(detail)),
-                    Err(ExecFailure::Transient(message)) => Err(transient(format!(
-                        "s3://{}/{}: {message}",
-                        object.bucket, object.key
-                    ))
-                    .into()),
-                }
-            }
+            Processor::Exec(options) => match exec::run(options, &download.path, object).await {
+                Ok(output) => Ok(Ok(Outcome::ExecOutput(output))),
+                Err(ExecFailure::Permanent(detail)) => Ok(Err(detail)),
+                Err(ExecFailure::Transient(message)) => Err(transient(format!(
+                    "s3://{}/{}: {message}",
+                    object.bucket, object.key
+                ))
+                .into()),
+            },
         }
     }
 }

@@ -128,6 +128,8 @@ pub async fn run_with_sdk_config(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServiceError> {
     let config = Arc::new(config);
+    // Before any child exists: as PID 1 the worker reaps what `--exec` commands leave behind.
+    crate::reaper::start();
     let sqs = aws_sdk_sqs::Client::new(sdk_config);
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(sdk_config)
