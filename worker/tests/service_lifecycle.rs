@@ -242,21 +242,9 @@ async fn shutdown_releases_unfinished_messages_for_immediate_redelivery() {
     stack.send_event(&["unfinished.geojson"]).await;
     stack.wait_held(1).await;
     worker.stop().await;
-    assert_eq!(stack.counts(&stack.queue_url).await, (1, 0), "released");
-    let again = stack
-        .sqs
-        .receive_message()
-        .queue_url(&stack.queue_url)
-        .send()
-        .await
-        .expect("receive");
-    assert_eq!(again.messages().len(), 1, "visible again at once");
-    assert!(
-        stack
-            .output(&stack.outcome_key("unfinished.geojson"))
-            .await
-            .is_none()
-    );
+    stack
+        .assert_released_unprocessed("unfinished.geojson")
+        .await;
 }
 
 /// A shutdown that comes while the worker is in a long poll does not strand the messages that

@@ -13,17 +13,16 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::QueueAttributeName;
 use clap::Args;
 use geobatch_common::outcome::{OUTCOME_SUFFIX, OutcomeKey, OutputLocation, parse_outcome};
 use geobatch_common::s3_event::{ObjectRef, created_body};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::ops::error::{Subject, classify};
 use crate::ops::outcomes::{Listed, Lister, get_bytes};
 use crate::ops::progress::Progress;
-use crate::ops::queues::queue_attribute;
+use crate::ops::queues::{Outgoing, queue_attribute, send_batch};
 use crate::ops::report::OutputFormat;
 use crate::ops::s3_url::{S3Url, output_location};
 use crate::ops::setup::OpsClients;
@@ -205,7 +204,7 @@ pub async fn run(
                 summary.queued += batch.len() as u64;
             } else {
                 pacer.wait(batch.len()).await;
-                let failed = send_batch(clients, &args.queue_url, &source.bucket, batch).await?;
+                let failed = send_items(clients, &args.queue_url, &source.bucket, batch).await?;
                 summary.queued += (batch.len() - failed) as u64;
                 summary.failed += failed as u64;
             }
@@ -345,19 +344,17 @@ async fn current_outcomes(
     current
 }
 
-/// Sends one batch; returns how many entries SQS refused (each is logged).
-async fn send_batch(
+/// Sends one batch of work items; returns how many SQS refused (each is logged).
+async fn send_items(
     clients: &OpsClients,
     queue_url: &str,
     bucket: &str,
     batch: &[&Listed],
 ) -> Result<usize, OpsError> {
-    const CALL: &str = "SendMessageBatch";
-    let entries = batch
+    let items = batch
         .iter()
-        .enumerate()
-        .map(|(index, object)| {
-            let body = created_body(
+        .map(|object| Outgoing {
+            body: created_body(
                 &ObjectRef {
                     bucket: bucket.to_owned(),
                     key: object.key.clone(),
@@ -367,41 +364,21 @@ async fn send_batch(
                 },
                 &clients.region,
                 PRINCIPAL,
-            );
-            SendMessageBatchRequestEntry::builder()
-                .id(index.to_string())
-                .message_body(body)
-                .build()
-                .map_err(|err| OpsError::Aws {
-                    call: CALL,
-                    message: err.to_string(),
-                })
+            ),
+            attributes: None,
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    let output = clients
-        .aws
-        .sqs
-        .send_message_batch()
-        .queue_url(queue_url)
-        .set_entries(Some(entries))
-        .send()
-        .await
-        .map_err(|err| classify(CALL, Subject::Queue(queue_url), err))?;
-    for failure in output.failed() {
-        let key = failure
-            .id()
-            .parse::<usize>()
-            .ok()
-            .and_then(|i| batch.get(i))
-            .map_or("?", |o| o.key.as_str());
+        .collect();
+    let sent = send_batch(clients, queue_url, items).await?;
+    for refused in &sent.refused {
+        let key = batch.get(refused.index).map_or("?", |o| o.key.as_str());
         tracing::error!(
             key,
-            code = failure.code(),
-            message = failure.message(),
+            code = refused.code,
+            message = refused.message,
             "SQS refused a work item"
         );
     }
-    Ok(output.failed().len())
+    Ok(sent.refused.len())
 }
 
 /// Keeps sends at or under a rate: waits before a send that would go over it.

@@ -6,7 +6,7 @@
 //! writing becomes an empty cell in a report, never a failed batch.
 
 use geobatch_common::outcome::{OutcomeStatus, parse_outcome};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ops::OpsError;
@@ -51,7 +51,7 @@ pub struct Outcome {
 }
 
 /// The per-file figures of a successful analysis.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct Figures {
     /// Features read.
     pub features: Option<u64>,

@@ -1,7 +1,9 @@
-//! The few SQS reads the batch commands share: one attribute of a queue, and the
-//! dead-letter queue behind it.
+//! The few SQS calls the batch commands share: one attribute of a queue, the dead-letter
+//! queue behind it, and one `SendMessageBatch`.
 
-use aws_sdk_sqs::types::QueueAttributeName;
+use std::collections::HashMap;
+
+use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName, SendMessageBatchRequestEntry};
 
 use crate::ops::OpsError;
 use crate::ops::error::{Subject, classify};
@@ -77,4 +79,76 @@ pub async fn queue_count(
         .await?
         .parse()
         .unwrap_or(0))
+}
+
+/// A message for [`send_batch`]: its body and, for a message being moved, its attributes.
+pub struct Outgoing {
+    pub body: String,
+    pub attributes: Option<HashMap<String, MessageAttributeValue>>,
+}
+
+/// An entry of a batch SQS refused: its index in the batch, and SQS's code and message.
+pub struct Refused {
+    pub index: usize,
+    pub code: String,
+    pub message: Option<String>,
+}
+
+/// What SQS did with a batch: the indices it accepted and the entries it refused.
+pub struct BatchSent {
+    pub accepted: Vec<usize>,
+    pub refused: Vec<Refused>,
+}
+
+/// Sends up to ten messages in one `SendMessageBatch`. A refused entry is not an error of
+/// the call: the caller says in its own words what a refusal means for its message.
+pub async fn send_batch(
+    clients: &OpsClients,
+    queue_url: &str,
+    messages: Vec<Outgoing>,
+) -> Result<BatchSent, OpsError> {
+    const CALL: &str = "SendMessageBatch";
+    let entries = messages
+        .into_iter()
+        .enumerate()
+        .map(|(index, message)| {
+            SendMessageBatchRequestEntry::builder()
+                .id(index.to_string())
+                .message_body(message.body)
+                .set_message_attributes(message.attributes)
+                .build()
+                .map_err(|err| OpsError::Aws {
+                    call: CALL,
+                    message: err.to_string(),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let output = clients
+        .aws
+        .sqs
+        .send_message_batch()
+        .queue_url(queue_url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+        .map_err(|err| classify(CALL, Subject::Queue(queue_url), err))?;
+    // Entry ids are the indices this function gave them, so an id that does not parse
+    // cannot come from SQS; such an entry is dropped rather than guessed at.
+    let accepted = output
+        .successful()
+        .iter()
+        .filter_map(|ok| ok.id().parse().ok())
+        .collect();
+    let refused = output
+        .failed()
+        .iter()
+        .filter_map(|failure| {
+            Some(Refused {
+                index: failure.id().parse().ok()?,
+                code: failure.code().to_owned(),
+                message: failure.message().map(str::to_owned),
+            })
+        })
+        .collect();
+    Ok(BatchSent { accepted, refused })
 }

@@ -13,7 +13,7 @@ use std::io::Write;
 
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
-    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
+    MessageSystemAttributeName, QueueAttributeName,
 };
 use clap::Args;
 use geobatch_common::s3_event::{Notification, Record, parse_body};
@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::ops::error::{Subject, classify};
 use crate::ops::outcomes::get_bytes;
 use crate::ops::progress::Progress;
-use crate::ops::queues::{dead_letter_queue, queue_attribute, queue_count};
+use crate::ops::queues::{Outgoing, dead_letter_queue, queue_attribute, queue_count, send_batch};
 use crate::ops::report::OutputFormat;
 use crate::ops::s3_url::output_location;
 use crate::ops::setup::OpsClients;
@@ -282,45 +282,28 @@ async fn send_then_delete(
     dlq_url: &str,
     messages: &[Message],
 ) -> Result<(u64, u64), OpsError> {
-    let entries = messages
+    let outgoing = messages
         .iter()
-        .enumerate()
-        .map(|(index, message)| {
-            SendMessageBatchRequestEntry::builder()
-                .id(index.to_string())
-                .message_body(message.body().unwrap_or_default())
-                .set_message_attributes(message.message_attributes().cloned())
-                .build()
-                .map_err(|err| OpsError::Aws {
-                    call: "SendMessageBatch",
-                    message: err.to_string(),
-                })
+        .map(|message| Outgoing {
+            body: message.body().unwrap_or_default().to_owned(),
+            attributes: message.message_attributes().cloned(),
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    let sent = clients
-        .aws
-        .sqs
-        .send_message_batch()
-        .queue_url(queue_url)
-        .set_entries(Some(entries))
-        .send()
-        .await
-        .map_err(|err| classify("SendMessageBatch", Subject::Queue(queue_url), err))?;
-    for failure in sent.failed() {
+        .collect();
+    let sent = send_batch(clients, queue_url, outgoing).await?;
+    for refused in &sent.refused {
         tracing::error!(
-            code = failure.code(),
-            message = failure.message(),
+            code = refused.code,
+            message = refused.message,
             "SQS refused a redriven message; it stays in the dead-letter queue"
         );
     }
     let deletes = sent
-        .successful()
+        .accepted
         .iter()
-        .filter_map(|ok| {
-            let message = messages.get(ok.id().parse::<usize>().ok()?)?;
+        .filter_map(|&index| {
             DeleteMessageBatchRequestEntry::builder()
-                .id(ok.id())
-                .receipt_handle(message.receipt_handle()?)
+                .id(index.to_string())
+                .receipt_handle(messages.get(index)?.receipt_handle()?)
                 .build()
                 .ok()
         })
@@ -346,7 +329,7 @@ async fn send_then_delete(
             );
         }
     }
-    Ok((sent_count, sent.failed().len() as u64))
+    Ok((sent_count, sent.refused.len() as u64))
 }
 
 /// Makes held messages visible again at once; a failure only delays them by the hold.

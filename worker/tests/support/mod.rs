@@ -288,6 +288,24 @@ impl Stack {
         .await;
     }
 
+    /// Asserts that the work queue's one message is visible again at once (released with
+    /// visibility 0, so a receive gets it now) and that `source_key` has no outcome.
+    pub async fn assert_released_unprocessed(&self, source_key: &str) {
+        assert_eq!(self.counts(&self.queue_url).await, (1, 0), "released");
+        let again = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .send()
+            .await
+            .expect("receive");
+        assert_eq!(again.messages().len(), 1, "visible again at once");
+        assert!(
+            self.output(&self.outcome_key(source_key)).await.is_none(),
+            "{source_key} has no outcome"
+        );
+    }
+
     /// Waits until `n` messages are held (not visible) on the work queue.
     pub async fn wait_held(&self, n: u64) {
         wait_for(&format!("{n} held messages"), || async {

@@ -18,22 +18,11 @@ pub struct FileRow {
     pub key: String,
     /// `ok`, `error` or `unreadable`.
     pub status: &'static str,
-    /// Features read.
-    pub features: Option<u64>,
-    /// Coordinates read.
-    pub vertices: Option<u64>,
-    /// Geodesic area, m².
-    pub area_m2: Option<f64>,
-    /// Geodesic length, m.
-    pub length_m: Option<f64>,
-    /// Geodesic perimeter, m.
-    pub perimeter_m: Option<f64>,
-    /// Invalid geometries.
-    pub invalid_geometries: Option<u64>,
     /// The error kind of an error report.
     pub error_kind: Option<String>,
-    /// `[west, south, east, north]`.
-    pub bbox: Option<[f64; 4]>,
+    /// The analysis figures (all absent for an error report).
+    #[serde(flatten)]
+    pub figures: Figures,
     /// Where the outcome document is.
     pub outcome_key: String,
 }
@@ -42,30 +31,15 @@ impl FileRow {
     /// The row of the outcome stored at `outcome_key`.
     pub fn new(outcome_key: &str, outcome: Outcome) -> FileRow {
         let status = outcome.status.unwrap_or(Status::Unreadable);
-        let Figures {
-            features,
-            vertices,
-            area_m2,
-            length_m,
-            perimeter_m,
-            invalid_geometries,
-            bbox,
-        } = outcome.figures;
         FileRow {
             bucket: outcome.bucket.unwrap_or_default(),
             key: outcome.key.unwrap_or_else(|| outcome_key.to_owned()),
             status: status.as_str(),
-            features,
-            vertices,
-            area_m2,
-            length_m,
-            perimeter_m,
-            invalid_geometries,
             error_kind: match status {
                 Status::Unreadable => Some("unreadable_outcome".to_owned()),
                 _ => outcome.error_kind,
             },
-            bbox,
+            figures: outcome.figures,
             outcome_key: outcome_key.to_owned(),
         }
     }
@@ -114,13 +88,13 @@ impl Totals {
         if let Some(kind) = &row.error_kind {
             *self.error_kinds.entry(kind.clone()).or_default() += 1;
         }
-        self.features += row.features.unwrap_or(0);
-        self.vertices += row.vertices.unwrap_or(0);
-        self.area_m2 += row.area_m2.unwrap_or(0.0);
-        self.length_m += row.length_m.unwrap_or(0.0);
-        self.perimeter_m += row.perimeter_m.unwrap_or(0.0);
-        self.invalid_geometries += row.invalid_geometries.unwrap_or(0);
-        match (row.bbox, self.bbox) {
+        self.features += row.figures.features.unwrap_or(0);
+        self.vertices += row.figures.vertices.unwrap_or(0);
+        self.area_m2 += row.figures.area_m2.unwrap_or(0.0);
+        self.length_m += row.figures.length_m.unwrap_or(0.0);
+        self.perimeter_m += row.figures.perimeter_m.unwrap_or(0.0);
+        self.invalid_geometries += row.figures.invalid_geometries.unwrap_or(0);
+        match (row.figures.bbox, self.bbox) {
             (None, _) => self.without_bbox += 1,
             (Some(b), None) => self.bbox = Some(b),
             (Some(b), Some(t)) => {

@@ -103,17 +103,22 @@ impl ReportFiles {
 pub fn csv_line(row: &FileRow) -> String {
     let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
     let optf = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_default();
-    let bbox = |i: usize| row.bbox.map(|b| format!("{}", b[i])).unwrap_or_default();
+    let bbox = |i: usize| {
+        row.figures
+            .bbox
+            .map(|b| format!("{}", b[i]))
+            .unwrap_or_default()
+    };
     [
         csv_field(&row.bucket),
         csv_field(&row.key),
         row.status.to_owned(),
-        opt(row.features),
-        opt(row.vertices),
-        optf(row.area_m2),
-        optf(row.length_m),
-        optf(row.perimeter_m),
-        opt(row.invalid_geometries),
+        opt(row.figures.features),
+        opt(row.figures.vertices),
+        optf(row.figures.area_m2),
+        optf(row.figures.length_m),
+        optf(row.figures.perimeter_m),
+        opt(row.figures.invalid_geometries),
         csv_field(row.error_kind.as_deref().unwrap_or("")),
         bbox(0),
         bbox(1),
@@ -150,7 +155,7 @@ fn xml_escape(text: &str) -> String {
 
 /// A file's box in degrees; latitude is negated so north is up in SVG's y-down space.
 fn svg_rect(row: &FileRow) -> Option<String> {
-    let [w, s, e, n] = row.bbox?;
+    let [w, s, e, n] = row.figures.bbox?;
     Some(format!(
         r#"<rect x="{w}" y="{}" width="{}" height="{}" fill="{c}" fill-opacity="0.25" stroke="{c}" vector-effect="non-scaling-stroke"><title>{} ({})</title></rect>"#,
         -n,
@@ -218,18 +223,28 @@ pub fn text_table(rows: &[FileRow], more: u64, totals: &Totals) -> String {
             out,
             "{key:<40} {:<10} {:>9} {:>10} {:>13} {:>11} {:>11} {:>7}  {}",
             row.status,
-            row.features.map(|v| v.to_string()).unwrap_or_default(),
-            row.vertices.map(|v| v.to_string()).unwrap_or_default(),
-            row.area_m2
+            row.figures
+                .features
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+            row.figures
+                .vertices
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+            row.figures
+                .area_m2
                 .map(|v| format!("{:.1}", v / 1e6))
                 .unwrap_or_default(),
-            row.length_m
+            row.figures
+                .length_m
                 .map(|v| format!("{:.1}", v / 1e3))
                 .unwrap_or_default(),
-            row.perimeter_m
+            row.figures
+                .perimeter_m
                 .map(|v| format!("{:.1}", v / 1e3))
                 .unwrap_or_default(),
-            row.invalid_geometries
+            row.figures
+                .invalid_geometries
                 .map(|v| v.to_string())
                 .unwrap_or_default(),
             row.error_kind.as_deref().unwrap_or(""),
