@@ -219,6 +219,19 @@ mod tests {
             .collect()
     }
 
+    /// Processes (zombies included) of this PID namespace whose command is `name`.
+    fn processes_named(name: &str) -> usize {
+        std::fs::read_dir("/proc")
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|entry| std::fs::read_to_string(entry.path().join("comm")).ok())
+                    .filter(|comm| comm.trim() == name)
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
     /// Issue 12, class 5: as PID 1 (the worker in a container without an init), processes an
     /// `--exec` command leaves behind are re-parented to the worker and must be reaped, or
     /// they stay zombies. Runs this test binary as PID 1 of a new PID namespace (`unshare`,
@@ -270,22 +283,11 @@ mod tests {
             assert!(status.success());
         }
         // The orphans exist, not yet exited (else this test would prove nothing).
-        let orphans = std::fs::read_dir("/proc")
-            .expect("/proc")
-            .filter_map(Result::ok)
-            .filter_map(|entry| std::fs::read_to_string(entry.path().join("comm")).ok())
-            .filter(|comm| comm.trim() == "sleep")
-            .count();
-        assert_eq!(orphans, 8, "the orphans are running");
+        assert_eq!(processes_named("sleep"), 8, "the orphans are running");
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let sleeping = std::fs::read_dir("/proc")
-                .expect("/proc")
-                .filter_map(Result::ok)
-                .filter_map(|entry| std::fs::read_to_string(entry.path().join("comm")).ok())
-                .filter(|comm| comm.trim() == "sleep")
-                .count();
+            let sleeping = processes_named("sleep");
             let zombies = zombies();
             if sleeping == 0 && zombies.is_empty() {
                 break;
