@@ -10,6 +10,10 @@ use serde::{Serialize, Serializer};
 pub enum ErrorKind {
     /// The analysis refused the content; every analysis kind but `io` keeps its own name.
     Analysis(geobatch_analysis::ErrorKind),
+    /// A processor of your own ([`crate::processor::Processor`]) refused the content, under
+    /// the snake_case name it gives (say `too_many_features`); keep it stable, as the
+    /// built-in names are.
+    Custom(&'static str),
     /// The event, S3's response or the bytes received exceed `--max-object-bytes`.
     ObjectTooLarge,
     /// The object, the version the event names, or its bucket does not exist.
@@ -44,6 +48,7 @@ impl ErrorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Analysis(kind) => kind.as_str(),
+            ErrorKind::Custom(name) => name,
             ErrorKind::ObjectTooLarge => "object_too_large",
             ErrorKind::ObjectMissing => "object_missing",
             ErrorKind::ObjectArchived => "object_archived",
@@ -89,6 +94,7 @@ mod tests {
             ),
             (ErrorKind::BucketNotAllowed, "bucket_not_allowed"),
             (ErrorKind::KeyTooLong, "key_too_long"),
+            (ErrorKind::Custom("too_many_features"), "too_many_features"),
         ];
         for (kind, name) in table {
             assert_eq!(kind.as_str(), name);

@@ -10,7 +10,8 @@
 //! - [`event`]: parses S3 event notifications (plain, SNS-wrapped, `s3:TestEvent`); it is
 //!   `geobatch_common::s3_event`, shared with the controller's `backfill` that builds them.
 //! - [`message`]: one SQS message from receipt to deletion or release.
-//! - [`process`]: one object: checks, download, analysis or `--exec`, outcome.
+//! - [`process`]: one object: checks, download, processor, outcome.
+//! - [`processor`]: the [`processor::Processor`] trait: the built-in analysis, `--exec`, or your own.
 //! - [`fetch`]: streams an object to a temporary file within the size limit.
 //! - [`queue`], [`objects`]: the SQS and S3 calls, behind the traits the delivery rules use.
 //! - [`deadline`]: the deadline every AWS call is made with.
@@ -39,6 +40,7 @@ pub mod kind;
 pub mod message;
 pub mod objects;
 pub mod process;
+pub mod processor;
 pub mod protection;
 pub mod queue;
 pub mod reaper;

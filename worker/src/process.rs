@@ -1,5 +1,5 @@
-//! Processing one object: check it, download it, analyse it (or run `--exec`), write the
-//! outcome.
+//! Processing one object: check it, download it, hand it to the [`Processor`] (the built-in
+//! analysis, `--exec`, or a program of your own), write the outcome.
 //!
 //! Every failure is sorted here into one of three kinds, because that decides the message's
 //! fate: a permanent input error gets an error outcome and the message is deleted; a record
@@ -7,18 +7,17 @@
 //! never under the source's name; a transient error leaves the message to be retried (and,
 //! if it keeps failing, to the DLQ).
 
+use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
 
-use crate::config::{Processor, WorkerConfig};
+use crate::config::WorkerConfig;
 use crate::event::ObjectRef;
-use crate::exec::{self, ExecFailure};
-use crate::fetch::{self, Download, FetchError, FetchLimits};
+use crate::fetch::{self, FetchError, FetchLimits};
 use crate::kind::ErrorKind;
 use crate::objects::ObjectStore;
+use crate::processor::{self, Input, ProcessError, Processor};
 use crate::results::{ErrorDetail, ObjectSource, Outcome, ResultStore};
 use crate::sdk_error::GetErrorKind;
-use geobatch_analysis::{self as analysis, AnalysisOptions};
 use geobatch_common::outcome::{OutcomeKey, is_bucket_name};
 
 /// How processing an object ended, when it did not need a retry.
@@ -74,20 +73,44 @@ fn transient(message: impl Into<String>) -> TransientError {
 }
 
 /// Turns objects into outcomes; shared by all message tasks.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ObjectProcessor<S> {
     objects: S,
     store: ResultStore<S>,
     config: Arc<WorkerConfig>,
+    processor: Arc<dyn Processor>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for ObjectProcessor<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectProcessor")
+            .field("objects", &self.objects)
+            .field("store", &self.store)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S: ObjectStore> ObjectProcessor<S> {
-    /// A processor reading sources through `objects` and writing through `store`.
+    /// A processor reading sources through `objects` and writing through `store`, running
+    /// what `config.processor` names (the built-in analysis or `--exec`).
     pub fn new(objects: S, store: ResultStore<S>, config: Arc<WorkerConfig>) -> ObjectProcessor<S> {
+        let processor = processor::from_config(&config.processor);
+        ObjectProcessor::with_processor(objects, store, config, processor)
+    }
+
+    /// [`ObjectProcessor::new`] running `processor` on every object instead.
+    pub fn with_processor(
+        objects: S,
+        store: ResultStore<S>,
+        config: Arc<WorkerConfig>,
+        processor: Arc<dyn Processor>,
+    ) -> ObjectProcessor<S> {
         ObjectProcessor {
             objects,
             store,
             config,
+            processor,
         }
     }
 
@@ -204,17 +227,16 @@ impl<S: ObjectStore> ObjectProcessor<S> {
         if download.version_id.is_some() {
             source.version_id.clone_from(&download.version_id);
         }
-        match &config.processor {
-            Processor::Analysis(options) => Ok(analyse(download, options.clone(), object).await?),
-            Processor::Exec(options) => match exec::run(options, &download.path, object).await {
-                Ok(output) => Ok(Ok(Outcome::ExecOutput(output))),
-                Err(ExecFailure::Permanent(detail)) => Ok(Err(detail)),
-                Err(ExecFailure::Transient(message)) => Err(transient(format!(
-                    "s3://{}/{}: {message}",
-                    object.bucket, object.key
-                ))
-                .into()),
-            },
+        let input = Input {
+            file: download,
+            source: source.clone(),
+        };
+        match self.processor.process(input).await {
+            Ok(outcome) => Ok(Ok(outcome)),
+            Err(ProcessError::Permanent(detail)) => Ok(Err(detail)),
+            Err(ProcessError::Transient(message)) => {
+                Err(transient(format!("s3://{}/{}: {message}", object.bucket, object.key)).into())
+            }
         }
     }
 }
@@ -240,50 +262,96 @@ fn too_large(size: u64, limit: u64) -> ErrorDetail {
     )
 }
 
-/// Runs the built-in analysis on a blocking thread: it is CPU-bound and must not stall the
-/// tasks that keep other messages' visibility extended. A blocking thread cannot be
-/// abandoned, so the analysis is cancelled when this future is dropped (its message was
-/// released at the end of the shutdown grace): the thread then ends within a feature.
-async fn analyse(
-    download: Download,
-    options: AnalysisOptions,
-    object: &ObjectRef,
-) -> Result<Result<Outcome, ErrorDetail>, TransientError> {
-    let started = Instant::now();
-    tracing::debug!(bucket = %object.bucket, key = %object.key, "analysis started");
-    let stop = analysis::Stop::new();
-    let _cancel_if_dropped = stop.cancel_on_drop();
-    let analysed = tokio::task::spawn_blocking(move || {
-        let result = analysis::analyze_file_until(&download.path, &options, &stop);
-        drop(download);
-        result
-    })
-    .await
-    .map_err(|err| {
-        transient(format!(
-            "analysis of s3://{}/{} did not finish: {err}",
-            object.bucket, object.key
-        ))
-    })?;
-    tracing::debug!(
-        bucket = %object.bucket,
-        key = %object.key,
-        seconds = started.elapsed().as_secs_f64(),
-        "analysis finished"
-    );
-    match analysed {
-        Ok(report) => serde_json::to_value(&report)
-            .map(|report| Ok(Outcome::Analysis(report)))
-            .map_err(|err| transient(format!("the analysis report cannot be encoded: {err}"))),
-        Err(err) => match err.kind {
-            analysis::ErrorKind::Io | analysis::ErrorKind::Cancelled => Err(transient(format!(
-                "the analysis of s3://{}/{} did not finish: {}",
-                object.bucket, object.key, err.message
-            ))),
-            kind => Ok(Err(ErrorDetail {
-                offset: err.offset,
-                ..ErrorDetail::new(ErrorKind::Analysis(kind), err.message)
-            })),
-        },
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::ObjectRef;
+    use crate::fakes::{self, Call, Fakes};
+    use crate::processor::Processing;
+
+    /// A processor of one's own that answers what it is told, after checking it was handed
+    /// the downloaded bytes and the source as read.
+    struct Answer(Result<serde_json::Value, ProcessError>);
+
+    impl Processor for Answer {
+        fn process(&self, input: Input) -> Processing<'_> {
+            Box::pin(async move {
+                let bytes = std::fs::read(&input.file.path).map_err(|err| {
+                    ProcessError::Transient(format!("the download is unreadable: {err}"))
+                })?;
+                assert_eq!(bytes, b"{\"type\": \"Point\"}");
+                assert_eq!(input.source.etag.as_deref(), Some("etag-1"));
+                assert_eq!(input.source.size_bytes, Some(bytes.len() as u64));
+                self.0.clone().map(Outcome::Result)
+            })
+        }
+    }
+
+    async fn process_with(
+        answer: Result<serde_json::Value, ProcessError>,
+    ) -> (Result<Processed, TransientError>, Vec<Call>) {
+        let fakes = Fakes::default();
+        fakes
+            .world()
+            .objects
+            .insert("k".to_owned(), Ok(b"{\"type\": \"Point\"}".to_vec()));
+        let config = Arc::new(fakes::config(&[]));
+        let store = ResultStore::new(fakes.clone(), config.output.clone(), config.call_timeout);
+        let processor =
+            ObjectProcessor::with_processor(fakes.clone(), store, config, Arc::new(Answer(answer)));
+        let object = ObjectRef {
+            bucket: "in1".into(),
+            key: "k".into(),
+            size: None,
+            etag: None,
+            version_id: None,
+        };
+        (processor.process(&object).await, fakes.log())
+    }
+
+    #[tokio::test]
+    async fn a_processor_of_ones_own_has_its_result_written_as_the_outcome() {
+        let (processed, log) = process_with(Ok(serde_json::json!({"hulls": 1}))).await;
+        assert_eq!(
+            processed.map_err(|err| err.message),
+            Ok(Processed::Succeeded {
+                outcome_key: "results/in1/k.json".into(),
+                size_bytes: 17
+            })
+        );
+        let Some(Call::Put(key, document)) = log.last() else {
+            panic!("no outcome written: {log:?}");
+        };
+        assert_eq!(key, "results/in1/k.json");
+        assert_eq!(document["status"], "ok");
+        assert_eq!(document["result"], serde_json::json!({"hulls": 1}));
+        assert!(document.get("analysis").is_none(), "{document}");
+    }
+
+    #[tokio::test]
+    async fn its_permanent_errors_are_reported_and_its_transient_ones_name_the_source() {
+        let detail = ErrorDetail::new(ErrorKind::ExecFailed, "no hull");
+        let (processed, log) = process_with(Err(ProcessError::Permanent(detail))).await;
+        assert_eq!(
+            processed.map_err(|err| err.message),
+            Ok(Processed::Reported {
+                outcome_key: "results/in1/k.json".into(),
+                kind: ErrorKind::ExecFailed
+            })
+        );
+        let Some(Call::Put(_, document)) = log.last() else {
+            panic!("no outcome written: {log:?}");
+        };
+        assert_eq!(document["error"]["message"], "no hull");
+
+        let (processed, log) = process_with(Err(ProcessError::Transient("busy".into()))).await;
+        assert_eq!(
+            processed.map_err(|err| err.message),
+            Err("s3://in1/k: busy".to_owned())
+        );
+        assert!(
+            !log.iter().any(|call| matches!(call, Call::Put(..))),
+            "a transient failure writes nothing: {log:?}"
+        );
     }
 }

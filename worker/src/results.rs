@@ -86,6 +86,9 @@ pub enum Outcome {
     Analysis(Value),
     /// The standard output of an `--exec` command: JSON when it parses as JSON, else text.
     ExecOutput(Value),
+    /// The result of a processor of your own ([`crate::processor::Processor`]), written as
+    /// the document's `result`.
+    Result(Value),
 }
 
 /// A record of a message that the worker refused to read.
@@ -116,6 +119,8 @@ struct OutcomeDocument<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     exec_output: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a ErrorDetail>,
 }
 
@@ -140,20 +145,26 @@ struct MessageSource<'a> {
 /// Renders the outcome document of `source` (pretty JSON, trailing newline): status `ok`
 /// with the result, or status `error` with the error.
 pub fn render_outcome(source: &ObjectSource, outcome: &Result<Outcome, ErrorDetail>) -> Vec<u8> {
-    let (status, analysis, exec_output, error) = match outcome {
-        Ok(Outcome::Analysis(report)) => ("ok", Some(report), None, None),
-        Ok(Outcome::ExecOutput(output)) => ("ok", None, Some(output), None),
-        Err(error) => ("error", None, None, Some(error)),
-    };
-    render(&OutcomeDocument {
+    let mut document = OutcomeDocument {
         schema: OUTCOME_SCHEMA,
-        status,
+        status: "ok",
         source,
         worker_version: WORKER_VERSION,
-        analysis,
-        exec_output,
-        error,
-    })
+        analysis: None,
+        exec_output: None,
+        result: None,
+        error: None,
+    };
+    match outcome {
+        Ok(Outcome::Analysis(report)) => document.analysis = Some(report),
+        Ok(Outcome::ExecOutput(output)) => document.exec_output = Some(output),
+        Ok(Outcome::Result(result)) => document.result = Some(result),
+        Err(error) => {
+            document.status = "error";
+            document.error = Some(error);
+        }
+    }
+    render(&document)
 }
 
 /// Renders the report about a message that names no usable source (`records` empty), or

@@ -36,6 +36,7 @@ use crate::interruption::Watcher;
 use crate::message::{MessageHandler, hand_back};
 use crate::objects::S3Store;
 use crate::process::ObjectProcessor;
+use crate::processor::{self, Processor};
 use crate::protection::TaskProtection;
 use crate::queue::{MAX_BATCH, Queue, SqsQueue};
 use crate::results::ResultStore;
@@ -71,9 +72,49 @@ pub enum ServiceError {
 
 /// Entry point of `geobatch-worker run`: logging, configuration, runtime, signals.
 pub fn main(args: RunArgs) -> ExitCode {
+    main_with(args, |config| Ok(processor::from_config(&config.processor)))
+}
+
+/// [`main`] for a worker binary of your own: the same flags, service and guarantees, with
+/// the processor `choose` makes from the validated settings (say, the built-in analysis
+/// options in `config.processor`, for their limits and threads). An `Err` from it stops the
+/// worker at start-up with exit code 2 and that message, as a bad flag does: a worker whose
+/// processor ignores `--exec` should refuse it rather than silently do something else.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use clap::Parser;
+/// use geobatch_worker::config::{Processor as Configured, RunArgs};
+/// use geobatch_worker::processor::BuiltIn;
+///
+/// #[derive(Parser)]
+/// struct Cli {
+///     #[command(flatten)]
+///     run: RunArgs,
+/// }
+///
+/// fn main() -> std::process::ExitCode {
+///     geobatch_worker::service::main_with(Cli::parse().run, |config| match &config.processor {
+///         // Replace BuiltIn with your own `impl Processor`.
+///         Configured::Analysis(options) => Ok(Arc::new(BuiltIn::new(options.clone()))),
+///         Configured::Exec(_) => Err("this worker runs its own analysis, not --exec".into()),
+///     })
+/// }
+/// ```
+pub fn main_with(
+    args: RunArgs,
+    choose: impl FnOnce(&WorkerConfig) -> Result<Arc<dyn Processor>, String>,
+) -> ExitCode {
     geobatch_common::telemetry::init(args.log_format);
     let config = match WorkerConfig::from_args(args) {
         Ok(config) => config,
+        Err(err) => {
+            eprintln!("geobatch-worker run: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let processor = match choose(&config) {
+        Ok(processor) => processor,
         Err(err) => {
             eprintln!("geobatch-worker run: {err}");
             return ExitCode::from(2);
@@ -90,7 +131,11 @@ pub fn main(args: RunArgs) -> ExitCode {
         }
     };
     let limit = config.shutdown_grace + SHUTDOWN_MARGIN;
-    let result = runtime.block_on(run(config, geobatch_common::shutdown::graceful(limit)));
+    let result = runtime.block_on(async {
+        let sdk_config = geobatch_common::aws::load_sdk_config().await;
+        let shutdown = geobatch_common::shutdown::graceful(limit);
+        run_with_processor(config, &sdk_config, processor, shutdown).await
+    });
     // Dropping the runtime would wait for every blocking thread; an analysis cancelled at
     // the end of the grace ends within a feature, so a short bound is enough.
     runtime.shutdown_timeout(SHUTDOWN_MARGIN);
@@ -125,6 +170,18 @@ pub async fn run(
 pub async fn run_with_sdk_config(
     config: WorkerConfig,
     sdk_config: &SdkConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServiceError> {
+    let processor = processor::from_config(&config.processor);
+    run_with_processor(config, sdk_config, processor, shutdown).await
+}
+
+/// [`run_with_sdk_config`] running `processor` on every object instead of what
+/// `config.processor` names.
+pub async fn run_with_processor(
+    config: WorkerConfig,
+    sdk_config: &SdkConfig,
+    processor: Arc<dyn Processor>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServiceError> {
     let config = Arc::new(config);
@@ -180,7 +237,12 @@ pub async fn run_with_sdk_config(
     let queue = SqsQueue::new(sqs.clone(), config.queue_url.clone());
     let handler = MessageHandler {
         queue: queue.clone(),
-        processor: ObjectProcessor::new(objects, store.clone(), Arc::clone(&config)),
+        processor: ObjectProcessor::with_processor(
+            objects,
+            store.clone(),
+            Arc::clone(&config),
+            processor,
+        ),
         store,
         config: Arc::clone(&config),
         metrics: metrics.clone(),

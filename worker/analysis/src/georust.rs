@@ -98,6 +98,24 @@ pub fn for_each_feature<R, A>(
     input: R,
     options: &AnalysisOptions,
     analysis: &A,
+    each: impl FnMut(A::Output),
+) -> Result<u64, AnalysisError>
+where
+    R: Read + Send,
+    A: FeatureAnalysis,
+{
+    for_each_feature_until(input, options, &Stop::new(), analysis, each)
+}
+
+/// [`for_each_feature`] that ends early, with [`ErrorKind::Cancelled`], once `stop` is
+/// cancelled from another thread (a worker handing the file back at shutdown): the stop is
+/// checked between batches, so it ends within one batch (about 1 MiB of input) of the
+/// user's analysis.
+pub fn for_each_feature_until<R, A>(
+    input: R,
+    options: &AnalysisOptions,
+    stop: &Stop,
+    analysis: &A,
     mut each: impl FnMut(A::Output),
 ) -> Result<u64, AnalysisError>
 where
@@ -108,7 +126,7 @@ where
     pipeline::run_batches(
         input,
         options,
-        &Stop::new(),
+        stop,
         &|batch| analyze_batch(batch, analysis),
         &mut |outputs: Vec<A::Output>| {
             count += outputs.len() as u64;
@@ -338,6 +356,42 @@ mod test {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_cancelled_stop_ends_the_run_before_the_end_of_the_input() {
+        let stop = Stop::new();
+        let mut text = String::from(r#"{"type":"FeatureCollection","features":["#);
+        for i in 0..200_000 {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(r#"{"type":"Feature","properties":{},"geometry":{"type":"Point","coordinates":[1,2]}}"#);
+        }
+        text.push_str("]}");
+        let options = AnalysisOptions {
+            threads: 1,
+            ..AnalysisOptions::default()
+        };
+        let mut seen = 0u64;
+        // The analysis itself asks for the stop at the first feature, as a shutdown would.
+        let ended = for_each_feature_until(
+            text.as_bytes(),
+            &options,
+            &stop,
+            &|f: Feature| {
+                stop.cancel();
+                f.index
+            },
+            |_| seen += 1,
+        )
+        .expect_err("cancelled");
+        assert_eq!(ended.kind, ErrorKind::Cancelled);
+        assert!(stop.requested());
+        assert!(
+            seen < 200_000,
+            "the run went on to the end: {seen} features"
+        );
     }
 
     #[test]

@@ -49,8 +49,9 @@ impl Stop {
                 .compare_exchange(RUNNING, reason, Ordering::Relaxed, Ordering::Relaxed);
     }
 
-    /// Whether a stop was asked for; cheap enough for inner loops.
-    pub(crate) fn requested(&self) -> bool {
+    /// Whether a stop was asked for; cheap enough for inner loops. Work of one's own that is
+    /// given a `Stop` (a worker processor's, say) checks it to end early.
+    pub fn requested(&self) -> bool {
         self.state.load(Ordering::Relaxed) != RUNNING
     }
 
