@@ -11,7 +11,7 @@ CARGO ?= cargo
 
 .PHONY: all build venv test lint fmt unit clean deploy-lint deploy-unit fault-test demo \
 	bench-analysis bench-worker bench-controller bench-scaling images bench-images \
-	bench-hostile
+	bench-hostile bench-spot
 
 all: build
 
@@ -105,6 +105,11 @@ bench-images: venv images
 ## the results in docs/scaling.md and the README plot in docs/img/.
 bench-scaling:
 	bash controller/bench/scaling.sh
+
+## bench-spot: geobatch on On-Demand, Spot (advisor band and a stress rate) and a warm pool,
+## every scenario over seeds 1-5 (release build); records docs/scaling.md "Spot and warm-pool results".
+bench-spot:
+	bash controller/bench/spot.sh
 
 ## bench-hostile: peak RSS and time of the release analysis on adversarial inputs next to a
 ## plain file of the same size (deploy/bench/hostile.py; docs/benchmarks.md, "Hostile inputs").

@@ -39,6 +39,11 @@ pub const SECS_PER_MESSAGE_BOUNDS: (f64, f64) = (0.1, 6.0 * 3600.0);
 pub const MIN_WINDOW_SECS: f64 = 600.0;
 /// Upper bound of the learned arrival rate, messages per second.
 pub const MAX_ARRIVALS_PER_SEC: f64 = 100.0;
+/// A quiet spell of `T` seconds since the last arrival bounds the arrival rate to
+/// `QUIET_BOUND / T`: were arrivals Poisson at a higher rate, so long a spell without one
+/// would happen less than 5 % of the time (`e^-3`). It lets the rate fall as soon as a burst
+/// is over, instead of over the half-life.
+pub const QUIET_BOUND: f64 = 3.0;
 /// How fast the gap histogram and the arrivals it is compared with fade: long, because a
 /// p95 is taken over a day's files, quiet night and busy day together.
 pub const LONG_HALF_LIFE: Duration = Duration::from_secs(12 * 3600);
@@ -83,6 +88,9 @@ pub struct Learned {
     gaps: [f64; GAP_BINS],
     /// Decayed count of arrivals over the same long window.
     long_arrivals: f64,
+    /// The last poll that saw the queue's total go up (an arrival), if any.
+    #[serde(skip)]
+    last_arrival: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -134,6 +142,9 @@ impl Learned {
                 {
                     self.gaps[gap_bin(now.saturating_sub(since))] += 1.0;
                 }
+                if change > 0.0 {
+                    self.last_arrival = Some(now);
+                }
             }
         }
         self.empty_since = match (total, self.empty_since) {
@@ -163,25 +174,48 @@ impl Learned {
     pub fn interrupt(&mut self) {
         self.last = None;
         self.empty_since = None;
+        self.last_arrival = None;
     }
 
-    /// The current estimates, within their bounds.
+    /// The current estimates, within their bounds. The arrival rate is the decayed count
+    /// over the decayed observation time, no higher than the quiet since the last arrival
+    /// allows ([`QUIET_BOUND`]).
     pub fn estimates(&self) -> Estimates {
         let (low, high) = SECS_PER_MESSAGE_BOUNDS;
         let secs_per_message =
             (self.busy_slot_secs + PRIOR_SECS_PER_MESSAGE) / (self.completions + 1.0);
-        let arrivals_per_sec = self.arrivals / self.observed_secs.max(MIN_WINDOW_SECS);
+        let mut arrivals_per_sec = self.mean_arrivals_per_sec();
+        if let (Some(last), Some(arrival)) = (self.last, self.last_arrival) {
+            let quiet = last.at.saturating_sub(arrival).as_secs_f64();
+            if quiet > 0.0 {
+                arrivals_per_sec = arrivals_per_sec.min(QUIET_BOUND / quiet);
+            }
+        }
         Estimates {
             secs_per_message: if secs_per_message.is_finite() {
                 secs_per_message.clamp(low, high)
             } else {
                 PRIOR_SECS_PER_MESSAGE
             },
-            arrivals_per_sec: if arrivals_per_sec.is_finite() {
-                arrivals_per_sec.clamp(0.0, MAX_ARRIVALS_PER_SEC)
-            } else {
-                0.0
-            },
+            arrivals_per_sec,
+        }
+    }
+
+    /// Whether the polls so far span at least [`MIN_WINDOW_SECS`] (decayed): enough to
+    /// say the arrival rate is low, not merely unseen.
+    pub fn has_rate_history(&self) -> bool {
+        self.observed_secs >= MIN_WINDOW_SECS
+    }
+
+    /// The arrival rate over the decayed window alone, without the quiet bound: what the
+    /// queue has averaged lately, bursts included, within its bounds. The cold share weighs
+    /// each cold start with it (a burst that meets a cold pool is all delayed).
+    pub fn mean_arrivals_per_sec(&self) -> f64 {
+        let rate = self.arrivals / self.observed_secs.max(MIN_WINDOW_SECS);
+        if rate.is_finite() {
+            rate.clamp(0.0, MAX_ARRIVALS_PER_SEC)
+        } else {
+            0.0
         }
     }
 }
@@ -260,6 +294,39 @@ mod tests {
         assert_eq!(Learned::default().cold_share(Duration::ZERO, 1.0), None);
     }
 
+    #[test]
+    fn a_quiet_spell_after_a_burst_bounds_the_arrival_rate() {
+        // 1,000 files at once, worked off over 20 minutes, then 10 minutes of nothing.
+        let mut learned = Learned::default();
+        learned.observe(Duration::ZERO, &queue(0, 0));
+        learned.observe(Duration::from_secs(5), &queue(960, 40));
+        let burst_rate = learned.estimates().arrivals_per_sec;
+        assert!(burst_rate > 1.0, "{burst_rate}");
+        let mut left = 1000u64;
+        for poll in 2..=360u64 {
+            left = left.saturating_sub(4);
+            learned.observe(Duration::from_secs(poll * 5), &queue(0, left.min(40)));
+        }
+        // The last arrival was 1,795 s ago: at most 3 / 1,795 per second, while the
+        // average over the decayed window still remembers the burst.
+        let e = learned.estimates();
+        assert!(e.arrivals_per_sec <= QUIET_BOUND / 1795.0 + 1e-12, "{e:?}");
+        assert!(
+            learned.mean_arrivals_per_sec() > 0.1,
+            "{}",
+            learned.mean_arrivals_per_sec()
+        );
+        assert!(learned.has_rate_history());
+        // Missing data forgets the last arrival: the rate falls back to the average, the
+        // side of more capacity.
+        learned.interrupt();
+        assert_eq!(
+            learned.estimates().arrivals_per_sec,
+            learned.mean_arrivals_per_sec()
+        );
+        assert!(!Learned::default().has_rate_history());
+    }
+
     proptest! {
         #[test]
         fn estimates_stay_within_bounds(
@@ -277,6 +344,10 @@ mod tests {
                 let (low, high) = SECS_PER_MESSAGE_BOUNDS;
                 prop_assert!((low..=high).contains(&e.secs_per_message), "{e:?}");
                 prop_assert!((0.0..=MAX_ARRIVALS_PER_SEC).contains(&e.arrivals_per_sec), "{e:?}");
+                // The quiet bound only ever lowers the average.
+                let mean = learned.mean_arrivals_per_sec();
+                prop_assert!((0.0..=MAX_ARRIVALS_PER_SEC).contains(&mean), "{mean}");
+                prop_assert!(e.arrivals_per_sec <= mean, "{e:?} above {mean}");
                 if let Some(share) = learned.cold_share(Duration::from_secs(dt), 3.0) {
                     prop_assert!((0.0..=1.0).contains(&share), "{share}");
                 }

@@ -176,7 +176,12 @@ impl PoolPolicy {
         let SizingTarget::P95 { target } = self.target else {
             return self.idle_window;
         };
-        let estimates = learned.estimates();
+        // The hold prices the next cold start with the queue's recent average rate, not
+        // the quiet-bounded one: a quiet spell is what the hold is for.
+        let estimates = Estimates {
+            arrivals_per_sec: learned.mean_arrivals_per_sec(),
+            ..learned.estimates()
+        };
         let boot = self.cold_start.as_secs_f64();
         let delayed_files = 1.0 + estimates.arrivals_per_sec * boot;
         let break_even = Duration::try_from_secs_f64(self.cold_start_cost(target, &estimates))
@@ -278,6 +283,28 @@ impl PoolPolicy {
             },
         };
         (tasks, reason)
+    }
+
+    /// With the p95 target and nothing waiting (visible and delayed both 0), the most tasks
+    /// the scale-in stabilization may keep: those the learned arrival flow needs
+    /// (`arrivals × time per message / MAX_UTILISATION` slots), so the capacity a backlog
+    /// called for goes as its slots fall idle instead of being held for the window. While
+    /// messages wait, idle slots take them at once, and the window keeps its full say.
+    /// `None` when the window applies in full: the fixed forms, work waiting, or too short a
+    /// history to call the arrival rate low (a controller that has just started).
+    pub fn reuse_tasks(&self, queue: &QueueDepth, learned: &Learned) -> Option<u32> {
+        if !matches!(self.target, SizingTarget::P95 { .. })
+            || queue.visible > 0
+            || queue.delayed > 0
+            || !learned.has_rate_history()
+        {
+            return None;
+        }
+        let estimates = learned.estimates();
+        let slots =
+            (estimates.arrivals_per_sec * estimates.secs_per_message / MAX_UTILISATION).ceil();
+        // Saturating float-to-int: the estimates are bounded, so this never saturates.
+        Some(u32::try_from((slots as u64).div_ceil(self.slots())).unwrap_or(u32::MAX))
     }
 
     /// With the p95 target, tasks rounded up to fill the instances they need: a task on an
@@ -718,6 +745,12 @@ pub fn decide(
 
     next.record(now, recommended, policy.scale_in_stabilization);
     let window_max = next.window_max().unwrap_or(recommended);
+    // Surplus after a backlog: with nothing left waiting, the window keeps only what the
+    // arrival flow can reuse.
+    let window_max = match policy.reuse_tasks(&queue, &learned) {
+        Some(reuse) => window_max.min(recommended.max(reuse)),
+        None => window_max,
+    };
 
     // The idle window is the stabilization of the last step to zero: a queue that has been
     // completely empty that long, with the workers confirming, holds nothing back.
@@ -753,7 +786,19 @@ pub fn decide(
 
     // A configuration change can put the current size outside the bounds; the bounds win.
     let tasks = tasks.clamp(policy.min_tasks, policy.max_tasks.max(policy.min_tasks));
-    let tasks = policy.fill_instances(tasks);
+    // The task kept through the hold is not rounded up: the service's scale-in may stop any
+    // idle task, and two kept tasks can be left on two instances.
+    let tasks = if work > 0 {
+        policy.fill_instances(tasks)
+    } else if current_tasks > tasks
+        && current_tasks <= policy.fill_instances(tasks)
+        && instances.in_service.saturating_add(instances.pending) <= policy.instances_for(tasks)
+    {
+        // Already down to the instances the kept tasks need: no churn for rounding.
+        current_tasks
+    } else {
+        tasks
+    };
     let desired_instances = policy.instances_for(tasks);
     let direction = direction(tasks, desired_instances, current_tasks, instances.desired);
     (
@@ -1229,6 +1274,122 @@ mod tests {
         assert_eq!(d[0].direction, Direction::Out);
     }
 
+    /// An empty queue at 0 s, 2,040 files at 5 s, then polls every 5 s up to `secs_total`
+    /// with 40 in flight, 4 completing per poll: the history of a burst being worked off.
+    fn burst_history(secs_total: u64) -> Vec<(u64, u64, u64)> {
+        std::iter::once((0, 0, 0))
+            .chain((1..=secs_total / 5).map(|poll| (poll * 5, 2004 - poll * 4, 40)))
+            .collect()
+    }
+
+    #[test]
+    fn surplus_goes_once_nothing_waits_and_the_window_holds_while_work_waits() {
+        let p = target_policy(45);
+        let mut steps = burst_history(700);
+        steps.push((705, 0, 6));
+        let d = run(&p, &steps, 20, None);
+        assert_eq!(d[d.len() - 2].desired_tasks, 20);
+        // No arrival for 695 s: at most 3 / 695 files/s, which needs 1 slot; the 6 in flight
+        // need 6 slots, 3 tasks rounded up to fill 2 instances; the window does not keep
+        // the other 16 idle tasks.
+        let learned = steps[..steps.len() - 1].iter().fold(
+            Learned::default(),
+            |mut l, &(t, visible, in_flight)| {
+                l.observe(
+                    secs(t),
+                    &QueueDepth {
+                        visible,
+                        in_flight,
+                        delayed: 0,
+                    },
+                );
+                l
+            },
+        );
+        assert!(learned.estimates().arrivals_per_sec <= 3.0 / 695.0 + 1e-12);
+        assert!(learned.mean_arrivals_per_sec() > 1.0);
+        let last = &d[d.len() - 1];
+        assert_eq!(
+            (last.desired_tasks, last.desired_instances),
+            (4, 2),
+            "{last:?}"
+        );
+        // One message still waiting: idle slots take it, the window keeps the fleet.
+        steps.pop();
+        steps.push((705, 1, 6));
+        let d = run(&p, &steps, 20, None);
+        assert_eq!(d[d.len() - 1].desired_tasks, 20, "{:?}", d[d.len() - 1]);
+        // A controller that has just started knows no rate: the window holds in full.
+        let d = run(&p, &[(0, 0, 6), (5, 0, 6)], 20, None);
+        assert_eq!(d[1].desired_tasks, 20, "{:?}", d[1]);
+        // The fixed forms keep their window in full.
+        let d = run(&policy(), &[(0, 40, 0), (5, 0, 6)], 0, None);
+        assert_eq!(d[1].desired_tasks, d[0].desired_tasks);
+    }
+
+    #[test]
+    fn the_window_keeps_what_the_arrival_flow_reuses() {
+        let p = target_policy(45);
+        let nothing_waits = QueueDepth {
+            visible: 0,
+            in_flight: 3,
+            delayed: 0,
+        };
+        // A file every 10 s, each taking 25 s (2 or 3 in flight, polled every 5 s): about
+        // 0.1 files/s × 25 s / 80 % utilisation = 3.1, so 4 slots, 2 tasks.
+        let mut learned = Learned::default();
+        for poll in 0..=401u64 {
+            learned.observe(
+                secs(poll * 5),
+                &QueueDepth {
+                    visible: 0,
+                    in_flight: 2 + poll % 2,
+                    delayed: 0,
+                },
+            );
+        }
+        let e = learned.estimates();
+        let slots = (e.arrivals_per_sec * e.secs_per_message / MAX_UTILISATION).ceil() as u64;
+        assert_eq!(slots, 4, "{e:?}");
+        assert_eq!(p.reuse_tasks(&nothing_waits, &learned), Some(2));
+        // Work waiting (visible or delayed), or a fixed form: the window applies in full.
+        let waiting = QueueDepth {
+            visible: 1,
+            ..nothing_waits
+        };
+        let delayed = QueueDepth {
+            delayed: 1,
+            ..nothing_waits
+        };
+        assert_eq!(p.reuse_tasks(&waiting, &learned), None);
+        assert_eq!(p.reuse_tasks(&delayed, &learned), None);
+        assert_eq!(policy().reuse_tasks(&nothing_waits, &learned), None);
+    }
+
+    #[test]
+    fn the_task_kept_through_the_hold_is_not_rounded_up_while_other_instances_remain() {
+        let p = target_policy(45);
+        // 18 tasks on 9 instances after a burst, the queue empty: one task stays, not two
+        // (the service may stop any idle task, and two kept could be on two instances).
+        let mut steps = burst_history(700);
+        steps.push((705, 0, 0));
+        steps.push((710, 0, 0));
+        let d = run(&p, &steps, 18, None);
+        let kept = &d[d.len() - 2];
+        assert_eq!(
+            (kept.desired_tasks, kept.desired_instances),
+            (1, 1),
+            "{kept:?}"
+        );
+        assert!(matches!(kept.reason, Reason::IdleWindow { .. }), "{kept:?}");
+        // Down to one instance, the task stays one (no churn).
+        assert_eq!(d[d.len() - 1].desired_tasks, 1);
+        // Two idle tasks already on the one instance left are kept as they are.
+        let obs = observe(0, 0, 2, 1, None);
+        let (d, _) = decide(&obs, &PolicyState::default(), &p, secs(0));
+        assert_eq!(d.desired_tasks, 2, "{d:?}");
+    }
+
     /// The worked example of the p95 target in `docs/controller.md`.
     #[test]
     fn the_documented_target_example() {
@@ -1500,6 +1661,34 @@ mod tests {
                 }
                 if let (Some(q), true) = (obs.queue, complete(obs)) {
                     earlier.push((now, p.tasks_for_work(q.work())));
+                }
+            });
+        }
+
+        #[test]
+        fn with_work_waiting_the_target_scales_in_no_lower_than_the_window(
+            p in arb_target_policy(),
+            steps in arb_steps(),
+        ) {
+            replay(&p, &steps, |obs, state, now, d| {
+                if let (Some(q), Some(s), true) = (obs.queue, obs.service, complete(obs))
+                    && (q.visible > 0 || q.delayed > 0)
+                    && d.desired_tasks < s.desired
+                {
+                    let mut floor = state
+                        .recommendations
+                        .iter()
+                        .filter(|r| now.saturating_sub(r.at) < p.scale_in_stabilization)
+                        .map(|r| r.tasks)
+                        .max()
+                        .unwrap_or(0);
+                    if !state.seeded {
+                        floor = floor.max(s.desired);
+                    }
+                    assert!(
+                        d.desired_tasks >= floor.min(s.desired).min(p.max_tasks),
+                        "{d:?} below the window's {floor} with {q:?}"
+                    );
                 }
             });
         }

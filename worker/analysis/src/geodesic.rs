@@ -163,27 +163,20 @@ fn sum_edges(points: &[Xy], closed: bool, helpers: usize) -> EdgeSums {
         points.len().saturating_sub(1)
     };
     let mut sums = EdgeSums::default();
-    let kernel = &*WGS84;
     let end = |index: usize| points[(index + 1) % points.len()];
     if helpers == 0 || edges < PARALLEL_EDGES {
-        for (index, &[lon1, lat1]) in points.iter().take(edges).enumerate() {
-            let [lon2, lat2] = end(index);
-            let terms = kernel.edge(lat1, lon1, lat2, lon2);
+        for_each_edge(points, 0..edges, |start, end, terms| {
             sums.distance += terms.distance;
             sums.area += terms.area;
-            sums.crossings += edge::transit(lon1, lon2);
-        }
+            sums.crossings += edge::transit(start.lon(), end.lon());
+        });
         return sums;
     }
     // Rounds of `helpers + 1` consecutive chunks: each thread evaluates one chunk's edges
     // into its buffer, then the buffers are summed here in edge order.
     let evaluate = |range: std::ops::Range<usize>, out: &mut Vec<EdgeTerms>| {
         out.clear();
-        out.extend(range.map(|index| {
-            let [lon1, lat1] = points[index];
-            let [lon2, lat2] = end(index);
-            kernel.edge(lat1, lon1, lat2, lon2)
-        }));
+        for_each_edge(points, range, |_, _, terms| out.push(terms));
     };
     let mut buffers: Vec<Vec<EdgeTerms>> = (0..=helpers)
         .map(|_| Vec::with_capacity(CHUNK_EDGES))
@@ -223,6 +216,39 @@ fn sum_edges(points: &[Xy], closed: bool, helpers: usize) -> EdgeSums {
         start = ranges[helpers].end;
     }
     sums
+}
+
+/// Calls `each` with the ends and terms of the edges `range` of `points` (edge `i` runs
+/// from position `i` to the next, the last back to the first), in order. Edges are
+/// computed two at a time ([`Kernel::edge_pair`]) and each vertex's trigonometry once.
+fn for_each_edge(
+    points: &[Xy],
+    range: std::ops::Range<usize>,
+    mut each: impl FnMut(&edge::Vertex, &edge::Vertex, EdgeTerms),
+) {
+    let kernel = &*WGS84;
+    let vertex = |index: usize| {
+        let [lon, lat] = points[index % points.len()];
+        kernel.vertex(lat, lon)
+    };
+    if range.is_empty() {
+        return;
+    }
+    let mut start = vertex(range.start);
+    let mut index = range.start;
+    while index + 2 <= range.end {
+        let middle = vertex(index + 1);
+        let end = vertex(index + 2);
+        let [first, second] = kernel.edge_pair([&start, &middle], [&middle, &end]);
+        each(&start, &middle, first);
+        each(&middle, &end, second);
+        start = end;
+        index += 2;
+    }
+    if index < range.end {
+        let end = vertex(index + 1);
+        each(&start, &end, kernel.edge_between(&start, &end));
+    }
 }
 
 #[cfg(test)]
