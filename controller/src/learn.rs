@@ -216,8 +216,8 @@ impl Learned {
         let secs_per_message =
             (self.busy_slot_secs + PRIOR_SECS_PER_MESSAGE) / (self.completions + 1.0);
         let mut arrivals_per_sec = self.mean_arrivals_per_sec();
-        if let (Some(last), Some(arrival)) = (self.last, self.last_arrival) {
-            let quiet = last.at.saturating_sub(arrival).as_secs_f64();
+        if let Some(quiet) = self.quiet_for() {
+            let quiet = quiet.as_secs_f64();
             if quiet > 0.0 {
                 arrivals_per_sec = arrivals_per_sec.min(QUIET_BOUND / quiet);
             }
@@ -230,6 +230,13 @@ impl Learned {
             },
             arrivals_per_sec,
         }
+    }
+
+    /// How long since the last poll that saw an arrival, up to the latest poll; `None`
+    /// before any arrival was seen (since the start or the last gap in the data).
+    pub fn quiet_for(&self) -> Option<Duration> {
+        let (last, arrival) = (self.last?, self.last_arrival?);
+        Some(last.at.saturating_sub(arrival))
     }
 
     /// Whether the polls so far span at least [`MIN_WINDOW_SECS`] (decayed): enough to

@@ -13,7 +13,8 @@
 //!    target, the backlog needs enough slots to be done within the target at the learned
 //!    time per message ([`crate::learn`]), and at least a slot per message in flight; new
 //!    capacity is asked for only if it can start before the capacity already asked for
-//!    has finished the backlog (boot-aware scale-out), and tasks are rounded up to fill the
+//!    has finished the backlog (boot-aware scale-out; capacity still booting counts as
+//!    none at work), and tasks are rounded up to fill the
 //!    instances they need (a task on an instance that is paid for anyway costs nothing).
 //!    The fixed forms size `ceil(work / messages_per_task)` tasks. Either way at least one
 //!    task while any work exists, within the task bounds.
@@ -253,9 +254,10 @@ impl PoolPolicy {
         &self,
         target: Duration,
         queue: &QueueDepth,
-        current_tasks: u32,
+        service: &ServiceTasks,
         estimates: &Estimates,
     ) -> (u32, Reason) {
+        let current_tasks = service.desired;
         let work = queue.work();
         let per_task = self.slots();
         let secs_per_message = estimates.secs_per_message;
@@ -271,8 +273,15 @@ impl PoolPolicy {
                 .max(queue.in_flight)
                 .max(1)
         };
-        let (slots, late) = if instant <= current_slots || current_slots == 0 {
-            let slots = if current_slots == 0 && work > 0 {
+        // Tasks asked for but none running yet (the first instance still booting) do no
+        // work before a cold start either: sized as from zero, not as capacity at work.
+        let none_running = service.running.min(current_tasks) == 0;
+        let (slots, late) = if instant <= current_slots || current_slots == 0 || none_running {
+            let slots = if current_slots > 0 && none_running && work > 0 {
+                // Capacity is on its way but none works yet: every file is already late by
+                // the cold start; once it is up, the backlog is done within the target.
+                (slot_secs / target_secs).ceil() as u64
+            } else if none_running && work > 0 {
                 // Nothing runs: all of it starts a cold start from now.
                 (slot_secs / (target_secs - boot).max(secs_per_message)).ceil() as u64
             } else {
@@ -753,7 +762,7 @@ pub fn decide(
     let work = queue.work();
     let (by_backlog, backlog_reason) = match policy.target {
         SizingTarget::P95 { target } => {
-            policy.tasks_for_target(target, &queue, current_tasks, &estimates)
+            policy.tasks_for_target(target, &queue, &service, &estimates)
         }
         SizingTarget::MessagesPerTask(_) | SizingTarget::Latency { .. } => {
             let tasks = policy.tasks_for_work(work);
@@ -1417,6 +1426,34 @@ mod tests {
         let obs = observe(0, 0, 2, 1, None);
         let (d, _) = decide(&obs, &PolicyState::default(), &p, secs(0));
         assert_eq!(d.desired_tasks, 2, "{d:?}");
+    }
+
+    #[test]
+    fn capacity_still_booting_is_not_counted_as_working() {
+        let p = target_policy(45);
+        let booting = |running: u32| Observation {
+            service: Some(ServiceTasks {
+                desired: 2,
+                running,
+                pending: 2 - running,
+            }),
+            instances: Some(InstanceGroup {
+                desired: 1,
+                in_service: u32::from(running > 0),
+                pending: u32::from(running == 0),
+                ..InstanceGroup::default()
+            }),
+            ..observe(19, 0, 2, 1, None)
+        };
+        // Two tasks asked for, their instance still booting, 19 files at the 30 s prior:
+        // every file is late by the cold start already; once up, the 570 slot-seconds are
+        // done within the 45 s target: 13 slots, 7 tasks, filled to 4 instances.
+        let (d, _) = decide(&booting(0), &PolicyState::default(), &p, secs(0));
+        assert_eq!((d.desired_tasks, d.desired_instances), (8, 4), "{d:?}");
+        // The same two tasks running: they work off 4 × 105 slot-seconds before new
+        // capacity could start, the other 150 need 5 slots of 30 s: 3 tasks, 2 instances.
+        let (d, _) = decide(&booting(2), &PolicyState::default(), &p, secs(0));
+        assert_eq!((d.desired_tasks, d.desired_instances), (4, 2), "{d:?}");
     }
 
     /// The worked example of the p95 target in `docs/controller.md`.
