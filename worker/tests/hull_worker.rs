@@ -5,6 +5,8 @@
 
 mod support;
 
+#[path = "../examples/hull_worker/figures.rs"]
+mod figures;
 #[path = "../examples/hull_worker/hull.rs"]
 mod hull;
 

@@ -1,6 +1,6 @@
 //! `hull_worker`: a geobatch worker whose analysis is your own. Here: per feature, the
 //! convex hull (geodesic area, vertex count) and the centroid, computed with `geo`
-//! (`hull.rs`); the outcome's `result` is a GeoJSON FeatureCollection of the centroids with
+//! (`figures.rs`, `hull.rs`); the outcome's `result` is a GeoJSON FeatureCollection of the centroids with
 //! the hull figures as properties.
 //!
 //! It takes every flag of `geobatch-worker run` (same environment variables, same service,
@@ -12,6 +12,7 @@
 //!   --output s3://RESULTS_BUCKET/hulls/ --allowed-buckets UPLOADS_BUCKET
 //! ```
 
+mod figures;
 mod hull;
 
 use std::process::ExitCode;
