@@ -11,7 +11,7 @@ CARGO ?= cargo
 
 .PHONY: all build venv test lint fmt unit clean deploy-lint deploy-unit fault-test demo \
 	bench-analysis bench-worker bench-controller bench-scaling images bench-images \
-	bench-hostile
+	bench-hostile bench-spot bench-geo
 
 all: build
 
@@ -106,11 +106,22 @@ bench-images: venv images
 bench-scaling:
 	bash controller/bench/scaling.sh
 
+## bench-spot: geobatch on On-Demand, Spot (advisor band and a stress rate) and a warm pool,
+## every scenario over seeds 1-5 (release build); records docs/scaling.md "Spot and warm-pool results".
+bench-spot:
+	bash controller/bench/spot.sh
+
 ## bench-hostile: peak RSS and time of the release analysis on adversarial inputs next to a
 ## plain file of the same size (deploy/bench/hostile.py; docs/benchmarks.md, "Hostile inputs").
 bench-hostile:
 	$(CARGO) build --release -p geobatch-worker --bin geobatch-worker
 	$(PYTHON) deploy/bench/hostile.py target/release/geobatch-worker
+
+## bench-geo: what the `geo` path (the example hull worker's analysis) costs next to the
+## built-in report on the same real files (criterion; docs/benchmarks.md, "The geo path").
+bench-geo:
+	$(CARGO) bench -p geobatch-analysis --features geo --bench georust
+	$(PYTHON) deploy/bench/geo_table.py target/criterion/geo_path
 
 ## bench-analysis: the analysis engine against GDAL on a generated 320 MB file and
 ## countries-land-10m (needs gdal-bin, time, npm; see deploy/bench/analysis.sh).

@@ -6,14 +6,18 @@
 # issue's targets checked on every seed. Refreshes the README plot (docs/img/, seed 1).
 # The figures are simulated time, so machine load does not change them; only the wall time
 # at the end does.
+# Besides the built-ins it runs the example workload files a user might bring
+# (controller/examples/workloads/*.csv, made by generate.py there from documented rules).
 # Usage: bash controller/bench/scaling.sh   (SEEDS="1 2 3" to change the seeds; PROFILE=dev
-# for the debug build, same results, slower; EXTRA=",uploads.csv" to add workload files)
+# for the debug build, same results, slower; EXTRA=",uploads.csv" to add workload files,
+# WORKLOADS="" to leave the examples out)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 seeds="${SEEDS:-1 2 3 4 5}"
 profile="${PROFILE:-release}"
-extra="${EXTRA:-}"
+workloads="${WORKLOADS-controller/examples/workloads/field-survey.csv,controller/examples/workloads/nightly-export.csv}"
+extra="${workloads:+,$workloads}${EXTRA:-}"
 out="out/scaling"
 case "$profile" in
   release) bin="target/release/geobatch-controller" ;;

@@ -20,6 +20,7 @@ use crate::actuate::Actuator;
 use crate::aws::{ApiError, ApiErrorKind};
 use crate::config::Pool;
 use crate::decision_log::{DecisionLog, DecisionRecord};
+use crate::drains::DrainMemory;
 use crate::events::{ApiCallFailed, BackingOff, CapacityCall};
 use crate::metrics::Metrics;
 use crate::observe::{Observer, PoolSnapshot};
@@ -108,6 +109,16 @@ impl Tick {
     }
 }
 
+/// Notes in `drains` what a call that went through did to a drain.
+fn remember(drains: &mut DrainMemory, action: &Action, now: Duration) {
+    match action {
+        Action::DrainContainerInstance { instance_id, .. } => drains.drained(instance_id, now),
+        Action::ActivateContainerInstance { instance_id, .. }
+        | Action::TerminateInstance { instance_id, .. } => drains.released(instance_id),
+        Action::UpdateService { .. } | Action::SetDesiredCapacity { .. } => {}
+    }
+}
+
 /// When each pool's loop last finished a poll, for `/healthz`.
 #[derive(Debug)]
 pub struct Heartbeat {
@@ -185,6 +196,8 @@ pub struct PoolLoop<O, A, C = MonotonicClock> {
     /// The policy's time: the live loop's epoch is when the loop was made.
     clock: C,
     state: PolicyState,
+    /// The container instances this loop drained, so that only those are taken back.
+    drains: DrainMemory,
     log: DecisionLog,
     metrics: Metrics,
     /// The plan dry-run showed last, so an unchanged plan is not shown again.
@@ -221,6 +234,7 @@ impl<O: Observer, A: Actuator, C: Clock> PoolLoop<O, A, C> {
             actuator,
             clock,
             state: PolicyState::default(),
+            drains: DrainMemory::default(),
             log,
             metrics,
             last_dry_run_calls: Vec::new(),
@@ -238,7 +252,11 @@ impl<O: Observer, A: Actuator, C: Clock> PoolLoop<O, A, C> {
         let now = self.clock.now();
         let (decision, state) = decide(&snapshot.observation, &self.state, &self.pool.policy, now);
         self.state = state;
-        let calls = plan(&self.pool, &snapshot, &decision);
+        self.drains.observe(snapshot.hosts.as_deref(), now);
+        let drains = &self.drains;
+        let calls = plan(&self.pool, &snapshot, &decision, |id| {
+            drains.origin(id, now)
+        });
         let pool = self.pool.name.as_str();
         for error in &snapshot.errors {
             ApiCallFailed { pool, error }.emit(&self.metrics);
@@ -258,7 +276,11 @@ impl<O: Observer, A: Actuator, C: Clock> PoolLoop<O, A, C> {
                 skipped.push(action.clone());
                 continue;
             }
-            match self.actuator.apply(action).await {
+            let result = self.actuator.apply(action).await;
+            if result.is_ok() && !dry_run {
+                remember(&mut self.drains, action, now);
+            }
+            match result {
                 Ok(()) if show => CapacityCall {
                     pool,
                     action,
@@ -453,6 +475,8 @@ mod tests {
     async fn a_failed_service_update_holds_only_the_drain_that_needs_it() {
         let hosts = vec![host("i-1", "ACTIVE", 0), host("i-2", "DRAINING", 0)];
         let mut pool_loop = pool_loop(snapshot(2, 2, hosts), "UpdateService");
+        // This loop drained i-2 on an earlier poll.
+        pool_loop.drains.drained("i-2", Duration::ZERO);
 
         let tick = pool_loop.tick().await;
 

@@ -51,6 +51,8 @@ pub const LONG_HALF_LIFE: Duration = Duration::from_secs(12 * 3600);
 pub const GAP_BINS: usize = 24;
 /// Fewest arrivals in the long window before the histogram is trusted.
 pub const MIN_ARRIVALS_FOR_GAPS: f64 = 100.0;
+/// Fewest completed empty spells (decayed) before their lengths are used to price a hold.
+pub const MIN_SPELLS: f64 = 3.0;
 
 /// Where gap bin `i` starts: 15 s × 1.25^i (15 s to about 40 minutes; the last bin is open).
 pub fn gap_bin_start(i: usize) -> Duration {
@@ -169,6 +171,35 @@ impl Learned {
         Some((longer * files_per_cold_start / self.long_arrivals).min(1.0))
     }
 
+    /// The expected idle cost, in instance-seconds per empty spell, of holding capacity for
+    /// `hold` when a cold start costs `cold_start_cost`: a spell shorter than the hold costs
+    /// its length (each bin at its geometric middle), a longer one the hold plus a cold
+    /// start (the bin that holds `hold` counts as longer, as in [`Learned::cold_share`]).
+    /// `None` while too few arrivals or no completed spell say what the spells are like.
+    pub fn expected_idle_cost(&self, hold: Duration, cold_start_cost: f64) -> Option<f64> {
+        let spells: f64 = self.gaps.iter().sum();
+        if self.long_arrivals < MIN_ARRIVALS_FOR_GAPS || spells < MIN_SPELLS {
+            return None;
+        }
+        let first_longer = gap_bin(hold);
+        let cost: f64 = self
+            .gaps
+            .iter()
+            .enumerate()
+            .map(|(bin, &count)| {
+                if bin < first_longer {
+                    let middle = (gap_bin_start(bin).as_secs_f64()
+                        * gap_bin_start(bin + 1).as_secs_f64())
+                    .sqrt();
+                    count * middle
+                } else {
+                    count * (hold.as_secs_f64() + cold_start_cost)
+                }
+            })
+            .sum();
+        Some(cost / spells)
+    }
+
     /// Forgets the last poll, so the next complete one starts a new interval: used when an
     /// observation is missing and the change across the gap is unknown.
     pub fn interrupt(&mut self) {
@@ -185,8 +216,8 @@ impl Learned {
         let secs_per_message =
             (self.busy_slot_secs + PRIOR_SECS_PER_MESSAGE) / (self.completions + 1.0);
         let mut arrivals_per_sec = self.mean_arrivals_per_sec();
-        if let (Some(last), Some(arrival)) = (self.last, self.last_arrival) {
-            let quiet = last.at.saturating_sub(arrival).as_secs_f64();
+        if let Some(quiet) = self.quiet_for() {
+            let quiet = quiet.as_secs_f64();
             if quiet > 0.0 {
                 arrivals_per_sec = arrivals_per_sec.min(QUIET_BOUND / quiet);
             }
@@ -199,6 +230,13 @@ impl Learned {
             },
             arrivals_per_sec,
         }
+    }
+
+    /// How long since the last poll that saw an arrival, up to the latest poll; `None`
+    /// before any arrival was seen (since the start or the last gap in the data).
+    pub fn quiet_for(&self) -> Option<Duration> {
+        let (last, arrival) = (self.last?, self.last_arrival?);
+        Some(last.at.saturating_sub(arrival))
     }
 
     /// Whether the polls so far span at least [`MIN_WINDOW_SECS`] (decayed): enough to
@@ -325,6 +363,27 @@ mod tests {
             learned.mean_arrivals_per_sec()
         );
         assert!(!Learned::default().has_rate_history());
+    }
+
+    #[test]
+    fn the_expected_idle_cost_prices_short_spells_at_their_length_and_long_ones_at_a_cold_start() {
+        // A file every 100 s, done within a poll: quiet spells of about 95 s.
+        let mut learned = Learned::default();
+        assert_eq!(learned.expected_idle_cost(Duration::ZERO, 300.0), None);
+        for poll in 0..4000u64 {
+            let waiting = u64::from(poll % 20 == 0);
+            learned.observe(Duration::from_secs(poll * 5), &queue(waiting, 0));
+        }
+        // Held 300 s, every spell is held through: it costs its length (its bin's middle).
+        let held = learned
+            .expected_idle_cost(Duration::from_secs(300), 300.0)
+            .unwrap();
+        assert!((80.0..110.0).contains(&held), "{held}");
+        // Held 30 s, every spell ends in a cold start: 30 + 300.
+        let cut = learned
+            .expected_idle_cost(Duration::from_secs(30), 300.0)
+            .unwrap();
+        assert!((cut - 330.0).abs() < 1e-9, "{cut}");
     }
 
     proptest! {

@@ -24,6 +24,7 @@ pub mod aws;
 pub mod config;
 pub mod control;
 pub mod decision_log;
+pub mod drains;
 pub mod events;
 pub mod learn;
 pub mod metrics;

@@ -4,7 +4,9 @@
 //! calls. The safety rules live here:
 //! - no call when nothing changes, and none at all when an observation is missing;
 //! - scale-out raises the group's desired capacity and the service's desired count together
-//!   (and takes back instances it had started draining before asking for new ones);
+//!   (and takes back instances it had started draining before asking for new ones: only
+//!   its own drains, never one the ECS agent made for a Spot interruption notice, which is
+//!   not capacity at all; see [`crate::drains`]);
 //! - scale-in never lowers the group's desired capacity, which would let Auto Scaling pick
 //!   any instance, busy or not. It lowers the service's desired count (ECS keeps tasks with
 //!   scale-in protection), drains an instance only when it runs no task, and terminates it,
@@ -16,6 +18,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::config::Pool;
+use crate::drains::DrainOrigin;
 use crate::observe::{Host, PoolSnapshot};
 use crate::policy::{Decision, Direction};
 
@@ -147,8 +150,14 @@ impl fmt::Display for Action {
 
 /// The calls that carry out `decision` for a pool as `snapshot` saw it, in the order to make
 /// them. Each call is made on its own: one that fails stops only the calls that need it
-/// ([`Action::needs`]), and the next poll plans again from what it sees.
-pub fn plan(pool: &Pool, snapshot: &PoolSnapshot, decision: &Decision) -> Vec<Action> {
+/// ([`Action::needs`]), and the next poll plans again from what it sees. `origin` says whose
+/// each drained instance's drain is ([`crate::drains::DrainMemory::origin`]).
+pub fn plan(
+    pool: &Pool,
+    snapshot: &PoolSnapshot,
+    decision: &Decision,
+    origin: impl Fn(&str) -> DrainOrigin,
+) -> Vec<Action> {
     let (Some(service), Some(group)) =
         (snapshot.observation.service, snapshot.observation.instances)
     else {
@@ -168,14 +177,24 @@ pub fn plan(pool: &Pool, snapshot: &PoolSnapshot, decision: &Decision) -> Vec<Ac
         });
 
     // Instances the controller drained earlier that are needed again come back first, busy
-    // ones before idle ones; the rest of the drained ones are on their way out.
-    let mut draining: Vec<&Host> = hosts
-        .unwrap_or_default()
-        .iter()
-        .filter(|h| h.in_service() && h.draining())
-        .collect();
+    // ones before idle ones; the rest of its drained ones are on their way out. A drain
+    // someone else made is not capacity: a recent one (a Spot notice, most likely: the
+    // group is replacing the instance outside its desired capacity) is left alone; one that
+    // has lasted longer than any notice is within the desired capacity, and may go when
+    // idle, but is never taken back.
+    let drained = |wanted: DrainOrigin| -> Vec<&Host> {
+        hosts
+            .unwrap_or_default()
+            .iter()
+            .filter(|h| h.in_service() && h.draining() && origin(&h.instance_id) == wanted)
+            .collect()
+    };
+    let mut draining = drained(DrainOrigin::Own);
+    let settled = drained(DrainOrigin::Settled);
     draining.sort_by_key(|h| h.idle());
-    let usable = group.desired.saturating_sub(count(draining.len()));
+    let usable = group
+        .desired
+        .saturating_sub(count(draining.len() + settled.len()));
     let taken_back =
         (decision.desired_instances.saturating_sub(usable) as usize).min(draining.len());
     let (back, leaving) = draining.split_at(taken_back);
@@ -188,11 +207,17 @@ pub fn plan(pool: &Pool, snapshot: &PoolSnapshot, decision: &Decision) -> Vec<Ac
             });
         }
     }
-    if decision.desired_instances > group.desired {
+    // Drains someone else made that stay are inside the desired capacity but not capacity:
+    // the group holds that many more (within its maximum).
+    let wanted = decision
+        .desired_instances
+        .saturating_add(count(settled.len()))
+        .min(pool.policy.max_instances.max(decision.desired_instances));
+    if decision.desired_instances > usable && wanted > group.desired {
         actions.push(Action::SetDesiredCapacity {
             auto_scaling_group: pool.auto_scaling_group.clone(),
             from: group.desired,
-            desired_capacity: decision.desired_instances,
+            desired_capacity: wanted,
         });
     }
 
@@ -204,7 +229,7 @@ pub fn plan(pool: &Pool, snapshot: &PoolSnapshot, decision: &Decision) -> Vec<Ac
     {
         let surplus = (group.desired - decision.desired_instances) as usize;
         let (idle_leaving, busy_leaving): (Vec<&Host>, Vec<&Host>) =
-            leaving.iter().partition(|h| h.idle());
+            leaving.iter().chain(&settled).partition(|h| h.idle());
         for host in idle_leaving.iter().take(surplus) {
             actions.push(Action::TerminateInstance {
                 auto_scaling_group: pool.auto_scaling_group.clone(),
@@ -300,6 +325,11 @@ pub(crate) mod tests {
         }
     }
 
+    /// Every drain is the controller's own, as in a loop that made them.
+    fn ours(_: &str) -> DrainOrigin {
+        DrainOrigin::Own
+    }
+
     fn calls(actions: &[Action]) -> Vec<String> {
         actions.iter().map(ToString::to_string).collect()
     }
@@ -311,19 +341,19 @@ pub(crate) mod tests {
             2,
             vec![host("i-1", "ACTIVE", 1), host("i-2", "ACTIVE", 1)],
         );
-        assert!(plan(&pool(), &snap, &decision(2, 2, Direction::Steady)).is_empty());
+        assert!(plan(&pool(), &snap, &decision(2, 2, Direction::Steady), ours).is_empty());
     }
 
     #[test]
     fn hold_makes_no_call_even_if_numbers_differ() {
         let snap = snapshot(2, 2, vec![]);
-        assert!(plan(&pool(), &snap, &decision(0, 0, Direction::Hold)).is_empty());
+        assert!(plan(&pool(), &snap, &decision(0, 0, Direction::Hold), ours).is_empty());
     }
 
     #[test]
     fn scale_out_sets_group_then_service() {
         let snap = snapshot(0, 0, vec![]);
-        let actions = plan(&pool(), &snap, &decision(3, 3, Direction::Out));
+        let actions = plan(&pool(), &snap, &decision(3, 3, Direction::Out), ours);
         assert_eq!(
             calls(&actions),
             [
@@ -344,7 +374,7 @@ pub(crate) mod tests {
                 host("i-3", "ACTIVE", 1),
             ],
         );
-        let actions = plan(&pool(), &snap, &decision(0, 0, Direction::In));
+        let actions = plan(&pool(), &snap, &decision(0, 0, Direction::In), ours);
         assert_eq!(
             calls(&actions),
             [
@@ -370,7 +400,7 @@ pub(crate) mod tests {
                 host("i-3", "ACTIVE", 0),
             ],
         );
-        let actions = plan(&pool(), &snap, &decision(0, 1, Direction::In));
+        let actions = plan(&pool(), &snap, &decision(0, 1, Direction::In), ours);
         assert_eq!(
             calls(&actions),
             ["terminate drained idle instance i-1 in g, decrementing desired capacity"]
@@ -393,7 +423,7 @@ pub(crate) mod tests {
             2,
             vec![stopping("i-1", "ACTIVE"), stopping("i-2", "DRAINING")],
         );
-        let actions = plan(&pool(), &snap, &decision(0, 0, Direction::In));
+        let actions = plan(&pool(), &snap, &decision(0, 0, Direction::In), ours);
         assert!(actions.is_empty(), "{actions:?}");
     }
 
@@ -406,7 +436,7 @@ pub(crate) mod tests {
             ..host("i-2", "ACTIVE", 0)
         };
         let snap = snapshot(0, 2, vec![booting, unregistered]);
-        let actions = plan(&pool(), &snap, &decision(0, 0, Direction::In));
+        let actions = plan(&pool(), &snap, &decision(0, 0, Direction::In), ours);
         assert!(actions.is_empty(), "{actions:?}");
     }
 
@@ -414,7 +444,7 @@ pub(crate) mod tests {
     fn without_host_details_only_the_service_scales_in() {
         let mut snap = snapshot(2, 2, vec![]);
         snap.hosts = None;
-        let actions = plan(&pool(), &snap, &decision(0, 0, Direction::In));
+        let actions = plan(&pool(), &snap, &decision(0, 0, Direction::In), ours);
         assert_eq!(
             calls(&actions),
             ["set ECS service c/s desired count 2 -> 0"]
@@ -428,7 +458,7 @@ pub(crate) mod tests {
             2,
             vec![host("i-1", "DRAINING", 0), host("i-2", "DRAINING", 0)],
         );
-        let actions = plan(&pool(), &snap, &decision(3, 3, Direction::Out));
+        let actions = plan(&pool(), &snap, &decision(3, 3, Direction::Out), ours);
         assert_eq!(
             calls(&actions),
             [
@@ -447,7 +477,7 @@ pub(crate) mod tests {
             2,
             vec![host("i-1", "DRAINING", 0), host("i-2", "DRAINING", 0)],
         );
-        let actions = plan(&pool(), &snap, &decision(1, 1, Direction::Out));
+        let actions = plan(&pool(), &snap, &decision(1, 1, Direction::Out), ours);
         assert_eq!(
             calls(&actions),
             [
@@ -458,13 +488,86 @@ pub(crate) mod tests {
         );
     }
 
+    /// Issue 11: the ECS agent drained i-2 for a Spot notice. It is neither taken back (its
+    /// tasks would die with it) nor counted: the group, already replacing it, gets one more.
+    #[test]
+    fn an_instance_drained_for_a_spot_notice_is_never_taken_back_nor_counted() {
+        let snap = snapshot(
+            1,
+            2,
+            vec![host("i-1", "ACTIVE", 1), host("i-2", "DRAINING", 1)],
+        );
+        let origin = |id: &str| {
+            if id == "i-2" {
+                DrainOrigin::Foreign
+            } else {
+                DrainOrigin::Own
+            }
+        };
+        let actions = plan(&pool(), &snap, &decision(3, 3, Direction::Out), origin);
+        assert_eq!(
+            calls(&actions),
+            [
+                "set Auto Scaling Group g desired capacity 2 -> 3",
+                "set ECS service c/s desired count 1 -> 3",
+            ]
+        );
+        // Nor terminated on scale-in, idle or not: EC2 takes it.
+        let idle = snapshot(
+            0,
+            2,
+            vec![host("i-1", "ACTIVE", 0), host("i-2", "DRAINING", 0)],
+        );
+        let actions = plan(&pool(), &idle, &decision(0, 0, Direction::In), origin);
+        assert_eq!(
+            calls(&actions),
+            ["set container instance on i-1 to DRAINING (idle)"]
+        );
+    }
+
+    /// After a restart the controller's earlier drains are someone else's; once one has
+    /// lasted past any Spot notice it is no interruption: an idle one goes on scale-in,
+    /// and it is not counted as capacity, but it is never taken back.
+    #[test]
+    fn a_drain_older_than_any_notice_may_go_when_idle_but_never_comes_back() {
+        let snap = snapshot(
+            0,
+            3,
+            vec![
+                host("i-1", "DRAINING", 0),
+                host("i-2", "ACTIVE", 0),
+                host("i-3", "ACTIVE", 0),
+            ],
+        );
+        let settled = |id: &str| {
+            if id == "i-1" {
+                DrainOrigin::Settled
+            } else {
+                DrainOrigin::Own
+            }
+        };
+        let actions = plan(&pool(), &snap, &decision(0, 2, Direction::In), settled);
+        assert_eq!(
+            calls(&actions),
+            ["terminate drained idle instance i-1 in g, decrementing desired capacity"]
+        );
+        let actions = plan(&pool(), &snap, &decision(3, 3, Direction::Out), settled);
+        assert_eq!(
+            calls(&actions),
+            [
+                "set Auto Scaling Group g desired capacity 3 -> 4",
+                "set ECS service c/s desired count 0 -> 3",
+            ]
+        );
+    }
+
     #[test]
     fn no_more_drains_than_the_surplus() {
         let hosts = (1..=4)
             .map(|n| host(&format!("i-{n}"), "ACTIVE", 0))
             .collect();
         let snap = snapshot(2, 4, hosts);
-        let actions = plan(&pool(), &snap, &decision(2, 2, Direction::In));
+        let actions = plan(&pool(), &snap, &decision(2, 2, Direction::In), ours);
         assert_eq!(actions.len(), 2, "{actions:?}");
         assert!(
             actions

@@ -13,7 +13,8 @@
 //!    target, the backlog needs enough slots to be done within the target at the learned
 //!    time per message ([`crate::learn`]), and at least a slot per message in flight; new
 //!    capacity is asked for only if it can start before the capacity already asked for
-//!    has finished the backlog (boot-aware scale-out), and tasks are rounded up to fill the
+//!    has finished the backlog (boot-aware scale-out; capacity still booting counts as
+//!    none at work), and tasks are rounded up to fill the
 //!    instances they need (a task on an instance that is paid for anyway costs nothing).
 //!    The fixed forms size `ceil(work / messages_per_task)` tasks. Either way at least one
 //!    task while any work exists, within the task bounds.
@@ -25,7 +26,9 @@
 //!    window.
 //! 4. Scale-out is immediate; scale-in goes no lower than the highest recommendation of the
 //!    stabilization window, so a brief lull does not shed capacity a returning burst needs.
-//!    The step to zero (rule 3) has the idle window as its stabilization instead.
+//!    With the p95 target and nothing waiting, the window keeps only what the learned
+//!    arrival flow can reuse ([`PoolPolicy::reuse_tasks`]): a burst's surplus goes as its
+//!    slots fall idle. The step to zero (rule 3) has the hold as its stabilization instead.
 //! 5. Instances follow tasks: `ceil(tasks / tasks_per_instance)` within the instance bounds.
 //!    Which instances go, and only idle ones, is the actuator's business.
 
@@ -84,6 +87,10 @@ impl SizingTarget {
 /// Most of the files that may meet a cold pool under the p95 target: of the 5 % a p95
 /// leaves out, two points are kept for files late for other reasons (bursts, big files).
 pub const COLD_SHARE_BUDGET: f64 = 0.03;
+
+/// The share of files a p95 leaves out: when no hold within the idle window keeps the cold
+/// share within [`COLD_SHARE_BUDGET`], the hold still keeps it within this if it can.
+pub const P95_COLD_SHARE: f64 = 0.05;
 
 /// Highest share of its slots the pool is sized to keep busy on the learned arrival rate
 /// alone, so queues do not build up between polls.
@@ -166,11 +173,15 @@ impl PoolPolicy {
     /// Then the p95 itself: if cold starts make files miss the target, at most
     /// [`COLD_SHARE_BUDGET`] of the files may meet a cold pool. When the learned empty
     /// spells say the break-even would leave more than that, the hold is extended to the
-    /// shortest one that does not — if one exists within `idle_window`. If none does (files
-    /// so rare that only an always-on fleet would serve them warm), the p95 is a cold-start
-    /// figure whatever is held, and the break-even stands. Until the history holds enough
-    /// arrivals to tell ([`crate::learn::MIN_ARRIVALS_FOR_GAPS`]) the hold is `idle_window`,
-    /// the latency-safe choice. Never longer than `idle_window`.
+    /// shortest one that does not — if one exists within `idle_window`; failing that, to the
+    /// shortest that keeps the share within the p95's own [`P95_COLD_SHARE`]. If none does
+    /// (files so rare that only an always-on fleet would serve them warm), the p95 is a
+    /// cold-start figure whatever is held, and the hold is the one that costs least in
+    /// expectation over the learned spells ([`Learned::expected_idle_cost`]; at least a cold
+    /// start, since a spell shorter than that is always cheaper to hold through): for spells
+    /// that are all longer than the window that is the shortest. Until the history holds
+    /// enough arrivals to tell ([`crate::learn::MIN_ARRIVALS_FOR_GAPS`]) the hold is
+    /// `idle_window`, the latency-safe choice. Never longer than `idle_window`.
     /// The fixed forms hold exactly `idle_window`.
     pub fn hold(&self, learned: &Learned) -> Duration {
         let SizingTarget::P95 { target } = self.target else {
@@ -190,24 +201,43 @@ impl PoolPolicy {
         if boot + estimates.secs_per_message <= target.as_secs_f64() {
             return break_even;
         }
-        let within_budget = |hold: Duration| {
+        let within = |hold: Duration, budget: f64| {
             learned
                 .cold_share(hold, delayed_files)
-                .is_some_and(|share| share <= COLD_SHARE_BUDGET)
+                .is_some_and(|share| share <= budget)
         };
         if learned.cold_share(break_even, delayed_files).is_none() {
             // Too little history to know how long the quiet spells are: the latency-safe
             // hold.
             return self.idle_window;
         }
-        if within_budget(break_even) {
+        if within(break_even, COLD_SHARE_BUDGET) {
             return break_even;
         }
-        (0..GAP_BINS)
+        let longer: Vec<Duration> = (0..GAP_BINS)
             .map(gap_bin_start)
             .filter(|&hold| hold > break_even && hold <= self.idle_window)
-            .find(|&hold| within_budget(hold))
-            .unwrap_or(break_even)
+            .collect();
+        for budget in [COLD_SHARE_BUDGET, P95_COLD_SHARE] {
+            if let Some(&hold) = longer.iter().find(|&&hold| within(hold, budget)) {
+                return hold;
+            }
+        }
+        // No hold within the window keeps the p95 clear of cold starts: it is a cold-start
+        // figure whatever is held, so the hold that costs least over the learned spells.
+        let cost = self.cold_start_cost(target, &estimates);
+        let shortest = self.cold_start.min(self.idle_window);
+        std::iter::once(shortest)
+            .chain((0..GAP_BINS).map(gap_bin_start))
+            .filter(|&hold| hold >= shortest && hold <= self.idle_window)
+            .chain(std::iter::once(break_even))
+            .filter_map(|hold| {
+                learned
+                    .expected_idle_cost(hold, cost)
+                    .map(|expected| (hold, expected))
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
+            .map_or(break_even, |(hold, _)| hold)
     }
 
     /// What a cold start costs, in seconds of one instance: its billed boot plus, for each
@@ -224,9 +254,10 @@ impl PoolPolicy {
         &self,
         target: Duration,
         queue: &QueueDepth,
-        current_tasks: u32,
+        service: &ServiceTasks,
         estimates: &Estimates,
     ) -> (u32, Reason) {
+        let current_tasks = service.desired;
         let work = queue.work();
         let per_task = self.slots();
         let secs_per_message = estimates.secs_per_message;
@@ -242,8 +273,15 @@ impl PoolPolicy {
                 .max(queue.in_flight)
                 .max(1)
         };
-        let (slots, late) = if instant <= current_slots || current_slots == 0 {
-            let slots = if current_slots == 0 && work > 0 {
+        // Tasks asked for but none running yet (the first instance still booting) do no
+        // work before a cold start either: sized as from zero, not as capacity at work.
+        let none_running = service.running.min(current_tasks) == 0;
+        let (slots, late) = if instant <= current_slots || current_slots == 0 || none_running {
+            let slots = if current_slots > 0 && none_running && work > 0 {
+                // Capacity is on its way but none works yet: every file is already late by
+                // the cold start; once it is up, the backlog is done within the target.
+                (slot_secs / target_secs).ceil() as u64
+            } else if none_running && work > 0 {
                 // Nothing runs: all of it starts a cold start from now.
                 (slot_secs / (target_secs - boot).max(secs_per_message)).ceil() as u64
             } else {
@@ -724,7 +762,7 @@ pub fn decide(
     let work = queue.work();
     let (by_backlog, backlog_reason) = match policy.target {
         SizingTarget::P95 { target } => {
-            policy.tasks_for_target(target, &queue, current_tasks, &estimates)
+            policy.tasks_for_target(target, &queue, &service, &estimates)
         }
         SizingTarget::MessagesPerTask(_) | SizingTarget::Latency { .. } => {
             let tasks = policy.tasks_for_work(work);
@@ -1390,6 +1428,34 @@ mod tests {
         assert_eq!(d.desired_tasks, 2, "{d:?}");
     }
 
+    #[test]
+    fn capacity_still_booting_is_not_counted_as_working() {
+        let p = target_policy(45);
+        let booting = |running: u32| Observation {
+            service: Some(ServiceTasks {
+                desired: 2,
+                running,
+                pending: 2 - running,
+            }),
+            instances: Some(InstanceGroup {
+                desired: 1,
+                in_service: u32::from(running > 0),
+                pending: u32::from(running == 0),
+                ..InstanceGroup::default()
+            }),
+            ..observe(19, 0, 2, 1, None)
+        };
+        // Two tasks asked for, their instance still booting, 19 files at the 30 s prior:
+        // every file is late by the cold start already; once up, the 570 slot-seconds are
+        // done within the 45 s target: 13 slots, 7 tasks, filled to 4 instances.
+        let (d, _) = decide(&booting(0), &PolicyState::default(), &p, secs(0));
+        assert_eq!((d.desired_tasks, d.desired_instances), (8, 4), "{d:?}");
+        // The same two tasks running: they work off 4 × 105 slot-seconds before new
+        // capacity could start, the other 150 need 5 slots of 30 s: 3 tasks, 2 instances.
+        let (d, _) = decide(&booting(2), &PolicyState::default(), &p, secs(0));
+        assert_eq!((d.desired_tasks, d.desired_instances), (4, 2), "{d:?}");
+    }
+
     /// The worked example of the p95 target in `docs/controller.md`.
     #[test]
     fn the_documented_target_example() {
@@ -1483,8 +1549,55 @@ mod tests {
                 },
             );
         }
+        // Every quiet spell is longer than any hold within the window: the cheapest hold over
+        // them, a cold start's length.
         let hold = p.hold(&rare);
-        assert!(hold < p.idle_window && hold >= p.cold_start, "{hold:?}");
+        assert_eq!(hold, p.cold_start);
+    }
+
+    #[test]
+    fn a_cold_share_between_the_budget_and_the_p95s_share_holds_for_the_p95() {
+        // A file every 100 s, done within a poll, but one quiet spell in 40 lasts 20 minutes:
+        // about 1.75 files meet each cold start, so holding anything up to the 840 s window
+        // leaves 1.75 × 2.5 % ≈ 4.4 % of files cold: over the 3 % budget, within the 5 %.
+        let p = target_policy(45);
+        let mut learned = Learned::default();
+        let mut t = 0u64;
+        for spell in 0..400u64 {
+            let empty = if spell % 40 == 39 { 1200 } else { 100 };
+            learned.observe(
+                secs(t),
+                &QueueDepth {
+                    visible: 1,
+                    in_flight: 0,
+                    delayed: 0,
+                },
+            );
+            for poll in 1..=empty / 5 {
+                learned.observe(secs(t + poll * 5), &QueueDepth::default());
+            }
+            t += empty + 5;
+        }
+        let share = learned.cold_share(p.idle_window, 1.0).unwrap();
+        assert!((0.02..0.03).contains(&share), "{share}");
+        // The cheapest hold over these spells would be just above the 100 s ones; the
+        // p95's share keeps the hold at the first one past the break-even instead.
+        let estimates = Estimates {
+            arrivals_per_sec: learned.mean_arrivals_per_sec(),
+            ..learned.estimates()
+        };
+        let break_even = p.cold_start_cost(secs(45), &estimates);
+        let hold = p.hold(&learned);
+        assert!(
+            hold.as_secs_f64() > break_even && hold <= p.idle_window,
+            "{hold:?} vs {break_even}"
+        );
+        assert!(
+            learned
+                .cold_share(hold, 1.0 + learned.mean_arrivals_per_sec() * 105.0)
+                .is_some_and(|s| s <= P95_COLD_SHARE),
+            "{hold:?}"
+        );
     }
 
     fn arb_policy() -> impl Strategy<Value = PoolPolicy> {

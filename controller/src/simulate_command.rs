@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 
 use crate::config::Config;
 use crate::sim::lower_bound::lower_bound;
-use crate::sim::model::secs;
+use crate::sim::model::{CapacityPreset, secs};
 use crate::sim::plot::{self, PlotRun};
 use crate::sim::report::{self, ScenarioBound, Summary, SummaryRow};
 use crate::sim::scenario::{self, BUILT_IN};
@@ -61,6 +61,11 @@ pub struct SimulateArgs {
     /// docs/scaling.md).
     #[arg(long, value_name = "FILE")]
     pub model: Option<PathBuf>,
+    /// How the group buys instances, for every policy: on-demand (the default world),
+    /// spot (the stack's default mix: Spot above an On-Demand base of 0) or warm-pool
+    /// (On-Demand with a pool of stopped instances). Overrides the same [model] keys.
+    #[arg(long, value_enum, value_name = "PRESET")]
+    pub capacity: Option<CapacityPreset>,
     /// Output directory (created if missing).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -104,6 +109,9 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         None => GeobatchSettings::defaults_for(&config.model)
             .context("the controller's default configuration")?,
     };
+    if let Some(preset) = args.capacity {
+        preset.apply(&mut config.model);
+    }
     config.model.validate().context("invalid simulator model")?;
 
     let policies: Vec<PolicyKind> = if args.policy == "all" {
@@ -150,13 +158,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 outcome.end_ms as f64 / 3_600_000.0,
                 started.elapsed().as_secs_f64() * 1000.0
             );
-            let row = SummaryRow::new(
-                &scenario,
-                kind.name(),
-                &outcome,
-                config.model.instance_price_per_hour,
-                &bound,
-            );
+            let row = SummaryRow::new(&scenario, kind.name(), &outcome, &config.model, &bound);
             outcomes.push((kind, outcome, row.clone()));
             rows.push(row);
         }

@@ -196,3 +196,72 @@ fn the_controller_config_sets_geobatch_and_the_fleet_of_every_policy() {
     assert!(!result.status.success());
     assert!(String::from_utf8_lossy(&result.stderr).contains("no pool named \"nope\""));
 }
+
+/// Runs `simulate` with a model file of `model` text in a fresh directory, the output in
+/// its `out/`.
+fn simulate_with_model(model: &str, args: &[&str]) -> (tempfile::TempDir, std::process::Output) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("model.toml");
+    std::fs::write(&path, model).expect("write the model file");
+    let out = dir.path().join("out");
+    let mut all = vec![
+        "--model",
+        path.to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+    ];
+    all.extend_from_slice(args);
+    let result = simulate(&all);
+    (dir, result)
+}
+
+/// `--capacity spot` puts every policy on Spot (the stack's default mix): the bill is all
+/// Spot, split in the summary, and interruptions at a high rate lose no file.
+#[test]
+fn spot_capacity_splits_the_bill_and_loses_nothing_under_interruptions() {
+    let (dir, result) = simulate_with_model(
+        "[model]\nspot_interruptions_per_hour = 0.5\n",
+        &["--scenario", "sustained", "--capacity", "spot"],
+    );
+    let out = dir.path().join("out");
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let json = std::fs::read_to_string(out.join("summary.json")).expect("summary.json");
+    let summary: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+    let rows = summary["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 4);
+    let number = |r: &serde_json::Value, key: &str| r[key].as_f64().expect(key);
+    for row in rows {
+        assert_eq!(number(row, "cost_on_demand_usd"), 0.0, "{row}");
+        assert!(number(row, "cost_spot_usd") > 0.0, "{row}");
+        let parts = number(row, "cost_on_demand_usd")
+            + number(row, "cost_spot_usd")
+            + number(row, "cost_warm_pool_usd");
+        assert!((number(row, "cost_usd") - parts).abs() < 1e-9, "{row}");
+        assert!(number(row, "spot_interruptions") > 0.0, "{row}");
+        assert_eq!(number(row, "files_lost"), 0.0, "{row}");
+        assert_eq!(
+            number(row, "completed") + number(row, "dead_lettered"),
+            number(row, "files")
+        );
+    }
+    let md = std::fs::read_to_string(out.join("summary.md")).expect("summary.md");
+    assert!(
+        md.contains("## Purchase options and Spot interruptions"),
+        "{md}"
+    );
+}
+
+#[test]
+fn a_warm_pool_on_a_group_that_launches_spot_is_refused_by_name() {
+    let (_dir, result) = simulate_with_model(
+        "[model]\nwarm_pool = true\non_demand_percentage_above_base = 0\n",
+        &["--scenario", "burst"],
+    );
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("model.warm_pool"), "{stderr}");
+}

@@ -37,3 +37,26 @@ fn a_built_in_written_to_csv_simulates_identically() {
         }
     }
 }
+
+/// The example workloads `make bench-scaling` runs (controller/examples/workloads/) load, and
+/// geobatch completes every file of them without interrupting a task.
+#[test]
+fn the_example_workload_files_run_to_completion() {
+    let config = SimConfig::default();
+    let geobatch =
+        GeobatchSettings::defaults_for(&config.model).expect("the controller defaults are valid");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/workloads");
+    for (name, uploads) in [("field-survey", 318), ("nightly-export", 454)] {
+        let path = format!("{dir}/{name}.csv");
+        let scenario = load(&path, 1, &config.model).expect(name);
+        assert_eq!(scenario.name, name);
+        assert_eq!(
+            scenario.files.len(),
+            uploads,
+            "{name}: as generate.py wrote it"
+        );
+        let run = simulate(&scenario, PolicyKind::Geobatch, &config, &geobatch, 1).expect(name);
+        assert_eq!((run.completed, run.dead_lettered), (uploads, 0), "{name}");
+        assert_eq!(run.interrupted_tasks, 0, "{name}");
+    }
+}

@@ -16,6 +16,7 @@ use geobatch_common::telemetry::LogFormat;
 
 use geobatch_analysis::AnalysisOptions;
 
+use crate::exec::ExecOptions;
 use crate::interruption::{SpotWatch, SpotWatchMode};
 
 /// SQS's upper bound for a message's visibility timeout (12 hours).
@@ -99,6 +100,12 @@ pub struct RunArgs {
     /// Longest an --exec command may run on one file.
     #[arg(long, env = "GEOBATCH_EXEC_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
     pub exec_timeout: Duration,
+
+    /// Largest standard output an --exec command may write, in bytes (it is held in memory
+    /// and written as the outcome); one byte more kills the command's process group and the
+    /// file gets an error report (kind exec_output_too_large).
+    #[arg(long, env = "GEOBATCH_EXEC_MAX_OUTPUT", default_value_t = crate::exec::DEFAULT_MAX_OUTPUT_BYTES)]
+    pub exec_max_output: usize,
 
     /// Delay before the first retry of a message that failed for a transient reason
     /// (throttling, 5xx, network). Each further receive doubles it, up to --retry-max-delay;
@@ -186,12 +193,7 @@ pub enum Processor {
     /// The built-in streaming GeoJSON analysis.
     Analysis(AnalysisOptions),
     /// An external shell command, the classic `process_file` use.
-    Exec {
-        /// The shell command; the file path is appended as its last argument.
-        command: String,
-        /// Longest one run may take before it is killed and reported.
-        timeout: Duration,
-    },
+    Exec(ExecOptions),
 }
 
 /// Validated settings of the worker service.
@@ -309,10 +311,14 @@ impl WorkerConfig {
                 if args.exec_timeout.is_zero() {
                     return Err(invalid("exec-timeout", "must be more than zero"));
                 }
-                Processor::Exec {
+                if args.exec_max_output == 0 {
+                    return Err(invalid("exec-max-output", "must be at least 1"));
+                }
+                Processor::Exec(ExecOptions {
                     command,
                     timeout: args.exec_timeout,
-                }
+                    max_output_bytes: args.exec_max_output,
+                })
             }
             None => {
                 let defaults = AnalysisOptions::default();

@@ -33,8 +33,14 @@ pub enum ErrorKind {
     ExecFailed,
     /// The `--exec` command ran past `--exec-timeout`.
     ExecTimeout,
-    /// The `--exec` command wrote more than the output limit.
+    /// The `--exec` command wrote more than `--exec-max-output`.
     ExecOutputTooLarge,
+    /// The `--exec` command could not be started: no `sh`, or the shell found the program
+    /// missing or not executable (exit status 127 or 126).
+    ExecNotStarted,
+    /// The `--exec` command exited but its standard output was not read to its end (held
+    /// open by a process that left its group, or a read error).
+    ExecOutputIncomplete,
 }
 
 impl ErrorKind {
@@ -53,6 +59,8 @@ impl ErrorKind {
             ErrorKind::ExecFailed => "exec_failed",
             ErrorKind::ExecTimeout => "exec_timeout",
             ErrorKind::ExecOutputTooLarge => "exec_output_too_large",
+            ErrorKind::ExecNotStarted => "exec_not_started",
+            ErrorKind::ExecOutputIncomplete => "exec_output_incomplete",
         }
     }
 }

@@ -16,6 +16,7 @@
 //! - [`queue`], [`objects`]: the SQS and S3 calls, behind the traits the delivery rules use.
 //! - [`deadline`]: the deadline every AWS call is made with.
 //! - [`exec`]: runs the `--exec` command on a downloaded file.
+//! - [`reaper`]: waits for `--exec` children, and reaps orphans when the worker is PID 1.
 //! - [`results`]: the outcome documents and message reports, and writing them.
 //! - [`kind`]: the permanent error kinds and their stable names.
 //! - [`visibility`]: the visibility heartbeat and the retry backoff.
@@ -42,6 +43,7 @@ pub mod process;
 pub mod processor;
 pub mod protection;
 pub mod queue;
+pub mod reaper;
 pub mod results;
 pub mod sdk_error;
 pub mod service;

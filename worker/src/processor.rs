@@ -38,13 +38,13 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use geobatch_analysis::{self as analysis, AnalysisOptions, Stop};
 
 use crate::config;
 use crate::event::ObjectRef;
-use crate::exec::{self, ExecFailure};
+use crate::exec::{self, ExecFailure, ExecOptions};
 use crate::fetch::Download;
 use crate::kind::ErrorKind;
 use crate::results::{ErrorDetail, ObjectSource, Outcome};
@@ -103,10 +103,7 @@ pub trait Processor: Send + Sync {
 pub fn from_config(config: &config::Processor) -> Arc<dyn Processor> {
     match config {
         config::Processor::Analysis(options) => Arc::new(BuiltIn::new(options.clone())),
-        config::Processor::Exec { command, timeout } => Arc::new(Exec {
-            command: command.clone(),
-            timeout: *timeout,
-        }),
+        config::Processor::Exec(options) => Arc::new(Exec(options.clone())),
     }
 }
 
@@ -196,12 +193,7 @@ pub fn analysis_error(err: analysis::AnalysisError) -> ProcessError {
 /// `--exec`: a shell command run on the downloaded file ([`crate::exec`]), its standard
 /// output written as the outcome's `exec_output`.
 #[derive(Debug, Clone)]
-pub struct Exec {
-    /// The shell command; the file path is appended as its last argument.
-    pub command: String,
-    /// Longest one run may take before it is killed and reported.
-    pub timeout: Duration,
-}
+pub struct Exec(pub ExecOptions);
 
 impl Processor for Exec {
     fn process(&self, input: Input) -> Processing<'_> {
@@ -213,7 +205,7 @@ impl Processor for Exec {
                 etag: input.source.etag.clone(),
                 version_id: input.source.version_id.clone(),
             };
-            match exec::run(&self.command, &input.file.path, self.timeout, &object).await {
+            match exec::run(&self.0, &input.file.path, &object).await {
                 Ok(output) => Ok(Outcome::ExecOutput(output)),
                 Err(ExecFailure::Permanent(detail)) => Err(ProcessError::Permanent(detail)),
                 Err(ExecFailure::Transient(message)) => Err(ProcessError::Transient(message)),
@@ -225,6 +217,7 @@ impl Processor for Exec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn input(body: &str) -> Input {
         let file = tempfile::NamedTempFile::new().expect("temp file");
@@ -275,16 +268,16 @@ mod tests {
 
     #[tokio::test]
     async fn exec_is_today_s_command_with_its_output_and_failures() {
-        let cat = from_config(&config::Processor::Exec {
-            command: "cat".into(),
-            timeout: Duration::from_secs(10),
-        });
+        let cat = from_config(&config::Processor::Exec(ExecOptions::new(
+            "cat",
+            Duration::from_secs(10),
+        )));
         let output = cat.process(input("[1, 2]")).await;
         assert_eq!(output, Ok(Outcome::ExecOutput(serde_json::json!([1, 2]))));
-        let key = Exec {
-            command: "printf %s \"$GEOBATCH_SOURCE_KEY\"; exit 4; true".into(),
-            timeout: Duration::from_secs(10),
-        }
+        let key = Exec(ExecOptions::new(
+            "printf %s \"$GEOBATCH_SOURCE_KEY\"; exit 4; true",
+            Duration::from_secs(10),
+        ))
         .process(input(""))
         .await;
         let Err(ProcessError::Permanent(detail)) = key else {

@@ -97,7 +97,7 @@ pub fn main(args: RunArgs) -> ExitCode {
 ///     geobatch_worker::service::main_with(Cli::parse().run, |config| match &config.processor {
 ///         // Replace BuiltIn with your own `impl Processor`.
 ///         Configured::Analysis(options) => Ok(Arc::new(BuiltIn::new(options.clone()))),
-///         Configured::Exec { .. } => Err("this worker runs its own analysis, not --exec".into()),
+///         Configured::Exec(_) => Err("this worker runs its own analysis, not --exec".into()),
 ///     })
 /// }
 /// ```
@@ -185,6 +185,8 @@ pub async fn run_with_processor(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServiceError> {
     let config = Arc::new(config);
+    // Before any child exists: as PID 1 the worker reaps what `--exec` commands leave behind.
+    crate::reaper::start();
     let sqs = aws_sdk_sqs::Client::new(sdk_config);
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(sdk_config)

@@ -5,6 +5,7 @@
 mod support;
 
 use geobatch_worker::config::Processor;
+use geobatch_worker::exec::ExecOptions;
 use serde_json::{Value, json};
 use support::{RunningWorker, SAMPLE, Stack, StackOptions, record};
 
@@ -169,10 +170,10 @@ async fn exec_stdout_becomes_the_result() {
     let stack = Stack::new(StackOptions::default()).await;
     stack.put("run me.geojson", "{\"lines\": 1}").await;
     let mut config = stack.config();
-    config.processor = Processor::Exec {
-        command: "wc -c <".to_owned(),
-        timeout: std::time::Duration::from_secs(30),
-    };
+    config.processor = Processor::Exec(ExecOptions::new(
+        "wc -c <".to_owned(),
+        std::time::Duration::from_secs(30),
+    ));
     let worker = RunningWorker::start(&stack, config);
     stack.send_event(&["run+me.geojson"]).await;
     let result = stack

@@ -4,6 +4,7 @@
 
 mod support;
 
+use geobatch_worker::exec::ExecOptions;
 use std::time::Duration;
 
 use geobatch_worker::config::Processor;
@@ -168,10 +169,10 @@ async fn exec_failures_and_timeouts_are_reported_with_their_stderr() {
     stack.put("fails.geojson", SAMPLE).await;
     stack.put("slow.geojson", SAMPLE).await;
     let mut config = stack.config();
-    config.processor = Processor::Exec {
-        command: r#"f() { case "$GEOBATCH_SOURCE_KEY" in slow*) echo waiting >&2; sleep 30;; *) echo "cannot parse $1" >&2; exit 4;; esac; }; f"#.to_owned(),
-        timeout: Duration::from_secs(1),
-    };
+    config.processor = Processor::Exec(ExecOptions::new(
+        r#"f() { case "$GEOBATCH_SOURCE_KEY" in slow*) echo waiting >&2; sleep 30;; *) echo "cannot parse $1" >&2; exit 4;; esac; }; f"#.to_owned(),
+        Duration::from_secs(1),
+    ));
     let worker = RunningWorker::start(&stack, config);
     stack.send_event(&["fails.geojson", "slow.geojson"]).await;
     let failed = stack.wait_output(&stack.outcome_key("fails.geojson")).await;
@@ -188,6 +189,51 @@ async fn exec_failures_and_timeouts_are_reported_with_their_stderr() {
     assert_eq!(slow["error"]["stderr"], "waiting\n");
     stack.wait_drained().await;
     worker.stop().await;
+}
+
+/// Issue 12, class 5: an `--exec` run never turns a failure into a success. Output held
+/// open by a process that left the command's group used to become an empty `ok` result (the
+/// message deleted); a program that cannot be run was a plain `exec_failed`. Now each is an
+/// error outcome of its own kind, written once, and nothing reaches the DLQ.
+#[tokio::test]
+async fn exec_output_cut_short_or_a_program_not_started_is_an_error_not_a_result() {
+    let stack = Stack::new(StackOptions {
+        max_receive_count: Some(2),
+        ..StackOptions::default()
+    })
+    .await;
+    for key in ["escapes.geojson", "missing.geojson", "chatty.geojson"] {
+        stack.put(key, SAMPLE).await;
+    }
+    let mut config = stack.config();
+    config.processor = Processor::Exec(ExecOptions {
+        max_output_bytes: 4096,
+        ..ExecOptions::new(
+            r#"f() { case "$GEOBATCH_SOURCE_KEY" in
+                escapes*) setsid sleep 6 & echo partial;;
+                missing*) /nonexistent/geobatch-no-such-program "$1";;
+                chatty*) yes;;
+            esac; }; f"#,
+            Duration::from_secs(60),
+        )
+    });
+    let worker = RunningWorker::start(&stack, config);
+    stack
+        .send_event(&["escapes.geojson", "missing.geojson", "chatty.geojson"])
+        .await;
+    for (key, kind) in [
+        ("escapes.geojson", "exec_output_incomplete"),
+        ("missing.geojson", "exec_not_started"),
+        ("chatty.geojson", "exec_output_too_large"),
+    ] {
+        let outcome = stack.wait_output(&stack.outcome_key(key)).await;
+        assert_eq!(outcome["status"], "error", "{key}: {outcome}");
+        assert_eq!(outcome["error"]["kind"], kind, "{key}: {outcome}");
+    }
+    stack.wait_drained().await;
+    worker.stop().await;
+    let dlq = stack.dlq_url.clone().expect("dlq");
+    assert_eq!(stack.counts(&dlq).await, (0, 0));
 }
 
 /// Issue 12, class 6: an archived object (S3 answers 403 InvalidObjectState) is reported as

@@ -8,6 +8,7 @@
 
 mod support;
 
+use geobatch_worker::exec::ExecOptions;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -264,10 +265,7 @@ fn watching(stack: &Stack, imds: &FakeImds, mode: SpotWatchMode) -> (WorkerConfi
 }
 
 fn exec(command: String) -> Processor {
-    Processor::Exec {
-        command,
-        timeout: Duration::from_secs(300),
-    }
+    Processor::Exec(ExecOptions::new(command, Duration::from_secs(300)))
 }
 
 /// The value of one sample line of the worker's `/metrics`, 0 when absent.

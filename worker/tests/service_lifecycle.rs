@@ -4,6 +4,7 @@
 
 mod support;
 
+use geobatch_worker::exec::ExecOptions;
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -16,10 +17,7 @@ use serde_json::{Value, json};
 use support::{RunningWorker, SAMPLE, Stack, StackOptions, record, scratch_file, wait_for};
 
 fn exec(command: String) -> Processor {
-    Processor::Exec {
-        command,
-        timeout: Duration::from_secs(120),
-    }
+    Processor::Exec(ExecOptions::new(command, Duration::from_secs(120)))
 }
 
 /// A file that takes longer than the visibility timeout is processed once: the heartbeat

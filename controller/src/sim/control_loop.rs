@@ -439,6 +439,43 @@ mod tests {
         assert_eq!(outcome.interrupted_tasks, 0);
     }
 
+    /// Issue 11: an instance the ECS agent drained for a Spot notice is the group's to
+    /// replace and EC2's to take. The controller never sets it back to ACTIVE (tasks placed
+    /// there would be killed with it) and never terminates it with decrement (the group
+    /// would then scale in a healthy instance to meet the lower count).
+    #[test]
+    fn the_controller_leaves_instances_drained_for_a_spot_notice_alone() {
+        let scenario = two_bursts();
+        let model = ModelParams {
+            on_demand_percentage_above_base: 0,
+            spot_interruptions_per_hour: 3.0,
+            ..ModelParams::default()
+        };
+        let settings = settings(&model);
+        let world = new_world(&scenario, &model, &settings, 5);
+        let outcome =
+            drive(&world, sim_loop(&world, &settings), settings.max_backoff).expect("balances");
+        let interrupted = lock(&world).instances_drained_by_a_notice();
+        assert!(interrupted.len() >= 3, "{interrupted:?}");
+        let touched: Vec<&String> = outcome
+            .decisions
+            .iter()
+            .flat_map(|d| &d.calls)
+            .filter(|call| {
+                interrupted.iter().any(|id| {
+                    call.contains(&format!("{id} back to ACTIVE"))
+                        || call.contains(&format!("instance {id} in"))
+                })
+            })
+            .collect();
+        assert!(touched.is_empty(), "{touched:?}");
+        assert_eq!(
+            outcome.interrupted_tasks, 0,
+            "the policy stopped no busy worker"
+        );
+        assert_eq!(outcome.completed, scenario.files.len());
+    }
+
     #[test]
     fn the_world_does_what_a_call_says_even_when_it_hurts() {
         // One long file; terminate its instance while it runs, as a bad plan would.

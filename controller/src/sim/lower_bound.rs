@@ -128,7 +128,7 @@ pub fn lower_bound(scenario: &Scenario, model: &ModelParams, seed: u64) -> Lower
     let instance_hours = billed_ms as f64 / 3_600_000.0;
     LowerBound {
         instance_hours,
-        cost_usd: instance_hours * model.instance_price_per_hour,
+        cost_usd: instance_hours * model.cheapest_price_per_hour(),
         boots,
         peak_instances: u32::try_from(levels.len()).unwrap_or(u32::MAX),
         p95_secs: percentile(&latencies, 0.95) as f64 / 1000.0,

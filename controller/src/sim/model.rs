@@ -70,7 +70,44 @@ pub struct ModelParams {
     pub sample_interval_secs: f64,
     /// A run that has not drained this long after its scenario's horizon is an error.
     pub drain_limit_secs: f64,
+    /// Instances of the group that are always On-Demand (the stack's `OnDemandBaseCapacity`,
+    /// default 0).
+    pub on_demand_base_capacity: u32,
+    /// Percentage of the instances above the base that are On-Demand, the others Spot (the
+    /// stack's `OnDemandPercentageAboveBaseCapacity`). 100 here, so the default world is
+    /// the On-Demand one every result before Spot was measured in; the stack's default 0 is
+    /// `--capacity spot`.
+    pub on_demand_percentage_above_base: u32,
+    /// Spot price as a fraction of the On-Demand price (docs/scaling.md, "Spot and the warm
+    /// pool": c7i.large in us-east-1 is typically 0.3–0.4 of On-Demand; 0.35).
+    pub spot_price_fraction: f64,
+    /// Interruptions per Spot instance-hour, the hazard of an exponential lifetime: the
+    /// Spot Instance Advisor's lowest band, "<5 %" of instances reclaimed in a month, as
+    /// `-ln(1 - 0.05) / 730` per hour, 7.0265e-5.
+    pub spot_interruptions_per_hour: f64,
+    /// From EC2's interruption notice to the instance being taken (two minutes).
+    pub spot_notice_secs: f64,
+    /// An Auto Scaling warm pool of stopped, pre-initialised instances (the stack's
+    /// `WarmPool=on`; AWS allows none on a group that launches Spot).
+    pub warm_pool: bool,
+    /// Fewest instances the warm pool keeps (the stack's `WarmPoolMinSize`).
+    pub warm_pool_min_size: u32,
+    /// Most instances in the group and the pool together (the stack's
+    /// `WarmPoolMaxGroupPreparedCapacity`): the pool holds this minus the desired capacity,
+    /// never fewer than the minimum.
+    pub warm_pool_max_group_prepared_capacity: u32,
+    /// From a stopped warm-pool instance being started to it registered in the cluster: it
+    /// skips the launch and user data (AWS: "in as low as 30 seconds").
+    pub warm_start_secs: f64,
+    /// Root volume of a worker instance (the stack's launch template: 30 GB gp3); all a
+    /// stopped warm-pool instance costs.
+    pub root_volume_gb: f64,
+    /// EBS gp3 storage price in us-east-1, per GB-month (730 hours).
+    pub ebs_price_per_gb_month: f64,
 }
+
+/// Hours in the month AWS prices EBS storage by.
+pub const HOURS_PER_MONTH: f64 = 730.0;
 
 impl Default for ModelParams {
     fn default() -> Self {
@@ -94,7 +131,45 @@ impl Default for ModelParams {
             processing_noise_sigma: 0.2,
             sample_interval_secs: 30.0,
             drain_limit_secs: 7.0 * 86_400.0,
+            on_demand_base_capacity: 0,
+            on_demand_percentage_above_base: 100,
+            spot_price_fraction: 0.35,
+            spot_interruptions_per_hour: 7.0265e-5,
+            spot_notice_secs: 120.0,
+            warm_pool: false,
+            warm_pool_min_size: 1,
+            warm_pool_max_group_prepared_capacity: 2,
+            warm_start_secs: 30.0,
+            root_volume_gb: 30.0,
+            ebs_price_per_gb_month: 0.08,
         }
+    }
+}
+
+/// How the group buys its instances (`simulate --capacity`), as the stack's parameters
+/// set it; applied over the model file, so it wins over the same keys there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CapacityPreset {
+    /// On-Demand only, no warm pool: the world every earlier result was measured in.
+    OnDemand,
+    /// The stack's defaults: Spot above an On-Demand base of 0, 0 % On-Demand above it.
+    Spot,
+    /// On-Demand with a warm pool of stopped instances (`WarmPool=on`, which needs
+    /// `OnDemandPercentageAboveBaseCapacity=100`).
+    WarmPool,
+}
+
+impl CapacityPreset {
+    /// Sets the purchase keys of `model` to this preset.
+    pub fn apply(self, model: &mut ModelParams) {
+        let (base, percentage, warm_pool) = match self {
+            CapacityPreset::OnDemand => (model.on_demand_base_capacity, 100, false),
+            CapacityPreset::Spot => (0, 0, false),
+            CapacityPreset::WarmPool => (model.on_demand_base_capacity, 100, true),
+        };
+        model.on_demand_base_capacity = base;
+        model.on_demand_percentage_above_base = percentage;
+        model.warm_pool = warm_pool;
     }
 }
 
@@ -124,6 +199,14 @@ impl ModelParams {
             ("billing_minimum_secs", self.billing_minimum_secs),
             ("per_file_overhead_secs", self.per_file_overhead_secs),
             ("processing_noise_sigma", self.processing_noise_sigma),
+            (
+                "spot_interruptions_per_hour",
+                self.spot_interruptions_per_hour,
+            ),
+            ("spot_notice_secs", self.spot_notice_secs),
+            ("warm_start_secs", self.warm_start_secs),
+            ("root_volume_gb", self.root_volume_gb),
+            ("ebs_price_per_gb_month", self.ebs_price_per_gb_month),
         ];
         for (field, value) in non_negative {
             if !(value.is_finite() && value >= 0.0) {
@@ -166,7 +249,65 @@ impl ModelParams {
                 });
             }
         }
+        if !(self.spot_price_fraction.is_finite()
+            && self.spot_price_fraction > 0.0
+            && self.spot_price_fraction <= 1.0)
+        {
+            return Err(ModelError {
+                field: "spot_price_fraction",
+                value: self.spot_price_fraction,
+                why: "must be a fraction of the On-Demand price in (0, 1]",
+            });
+        }
+        if self.on_demand_percentage_above_base > 100 {
+            return Err(ModelError {
+                field: "on_demand_percentage_above_base",
+                value: f64::from(self.on_demand_percentage_above_base),
+                why: "must be a percentage from 0 to 100",
+            });
+        }
+        if self.warm_pool && self.launches_spot() {
+            return Err(ModelError {
+                field: "warm_pool",
+                value: 1.0,
+                why: "AWS allows no warm pool on a group that launches Spot: set \
+                      on_demand_percentage_above_base = 100",
+            });
+        }
         Ok(())
+    }
+
+    /// Whether the group launches any Spot instance.
+    pub fn launches_spot(&self) -> bool {
+        self.on_demand_percentage_above_base < 100
+    }
+
+    /// Whether the next instance of a group that has `on_demand` On-Demand instances among
+    /// `live` is On-Demand: the base first, then the percentage above it, rounded up in
+    /// favour of On-Demand as Auto Scaling rounds.
+    pub fn next_is_on_demand(&self, on_demand: u32, live: u32) -> bool {
+        let after = live + 1;
+        let base = self.on_demand_base_capacity.min(after);
+        let above = u64::from(after - base);
+        let wanted = u64::from(base)
+            + (above * u64::from(self.on_demand_percentage_above_base)).div_ceil(100);
+        u64::from(on_demand) < wanted
+    }
+
+    /// The lowest hourly price an instance of the group can have: Spot's when the group
+    /// launches any (a clairvoyant policy would run on Spot only), On-Demand's otherwise.
+    /// The offline lower bound is priced with it, so it stays a bound.
+    pub fn cheapest_price_per_hour(&self) -> f64 {
+        if self.launches_spot() {
+            self.instance_price_per_hour * self.spot_price_fraction
+        } else {
+            self.instance_price_per_hour
+        }
+    }
+
+    /// What a stopped warm-pool instance costs an hour: its root volume.
+    pub fn stopped_price_per_hour(&self) -> f64 {
+        self.root_volume_gb * self.ebs_price_per_gb_month / HOURS_PER_MONTH
     }
 
     /// Files one instance runs at once when all its tasks are busy.
@@ -235,6 +376,49 @@ mod tests {
             assert!(work <= f64::from(m.vcpus_per_instance) + 1e-9);
             assert!(work >= f64::from(files.min(m.vcpus_per_instance)) - 1e-9);
         }
+    }
+
+    #[test]
+    fn the_group_fills_its_on_demand_base_then_the_percentage_above_it() {
+        let mix = |base, percentage, n: u32| {
+            let m = ModelParams {
+                on_demand_base_capacity: base,
+                on_demand_percentage_above_base: percentage,
+                ..ModelParams::default()
+            };
+            let mut on_demand = 0;
+            for live in 0..n {
+                if m.next_is_on_demand(on_demand, live) {
+                    on_demand += 1;
+                }
+            }
+            on_demand
+        };
+        assert_eq!(mix(0, 100, 5), 5, "the default world is On-Demand only");
+        assert_eq!(mix(0, 0, 5), 0, "the stack's default: all Spot");
+        assert_eq!(mix(2, 0, 5), 2);
+        // 25 % above a base of 1: of 4 above the base, 1 On-Demand; of 5, 2 (rounded up).
+        assert_eq!(mix(1, 25, 5), 2);
+        assert_eq!(mix(1, 25, 6), 3);
+    }
+
+    #[test]
+    fn no_warm_pool_with_spot_and_a_stopped_instance_costs_its_volume() {
+        let spot_and_warm = ModelParams {
+            on_demand_percentage_above_base: 0,
+            warm_pool: true,
+            ..ModelParams::default()
+        };
+        assert_eq!(
+            spot_and_warm.validate().expect_err("AWS refuses it").field,
+            "warm_pool"
+        );
+        let m = ModelParams::default();
+        // 30 GB x $0.08 a GB-month over 730 hours.
+        assert!((m.stopped_price_per_hour() - 30.0 * 0.08 / 730.0).abs() < 1e-12);
+        // "<5 %" a month as an hourly hazard: 5 % of instances gone after 730 hours.
+        let survive = (-m.spot_interruptions_per_hour * HOURS_PER_MONTH).exp();
+        assert!((survive - 0.95).abs() < 1e-6, "{survive}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::lower_bound::LowerBound;
+use super::model::ModelParams;
 use super::scenario::Scenario;
 use super::world::RunOutcome;
 
@@ -32,7 +33,8 @@ pub struct SummaryRow {
     pub makespan_secs: f64,
     /// Billed instance-hours over the accounting window.
     pub instance_hours: f64,
-    /// `instance_hours` times the instance price.
+    /// What the run paid: On-Demand plus Spot instance-hours at their prices, plus the warm
+    /// pool ([`MarketRow`]).
     pub cost_usd: f64,
     /// Instance-hours during which the instance processed nothing.
     pub idle_instance_hours: f64,
@@ -58,6 +60,62 @@ pub struct SummaryRow {
     pub lower_bound_p95_secs: f64,
     /// `cost_usd / lower_bound_usd`: how far from optimal the policy's bill is.
     pub cost_vs_lower_bound: f64,
+    /// The bill by purchase option, and what Spot interruptions cost in work.
+    #[serde(flatten)]
+    pub market: MarketRow,
+}
+
+/// The bill split by purchase option, and the Spot interruptions of one run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MarketRow {
+    /// On-Demand instance-hours at the On-Demand price.
+    pub cost_on_demand_usd: f64,
+    /// Spot instance-hours at the Spot price.
+    pub cost_spot_usd: f64,
+    /// The warm pool: its instances initialising (at the On-Demand price) and stopped (their
+    /// root volumes).
+    pub cost_warm_pool_usd: f64,
+    /// Spot instance-hours billed.
+    pub spot_instance_hours: f64,
+    /// Instances started from the warm pool.
+    pub warm_starts: u32,
+    /// Spot interruption notices.
+    pub spot_interruptions: u32,
+    /// Files the worker released at a notice.
+    pub released_at_notice: u32,
+    /// Workers stopped or killed mid-file by an interruption.
+    pub interrupted_by_spot: u32,
+    /// File-seconds of analysis thrown away because of interruptions (done again
+    /// elsewhere).
+    pub spot_work_redone_secs: f64,
+    /// Files neither completed nor dead-lettered at the end: always 0 (a run that loses a
+    /// message is an error, not a row), written so the claim is in the summary.
+    pub files_lost: usize,
+}
+
+impl MarketRow {
+    fn new(outcome: &RunOutcome, model: &ModelParams) -> Self {
+        let m = &outcome.market;
+        let hours = |ms: u64| ms as f64 / HOUR_MS;
+        let on_demand = model.instance_price_per_hour;
+        Self {
+            cost_on_demand_usd: hours(m.on_demand_instance_ms) * on_demand,
+            cost_spot_usd: hours(m.spot_instance_ms) * on_demand * model.spot_price_fraction,
+            cost_warm_pool_usd: hours(m.warm_running_ms) * on_demand
+                + hours(m.warm_stopped_ms) * model.stopped_price_per_hour(),
+            spot_instance_hours: hours(m.spot_instance_ms),
+            warm_starts: m.warm_starts,
+            spot_interruptions: m.spot_interruptions,
+            released_at_notice: m.released_at_notice,
+            interrupted_by_spot: m.interrupted_tasks,
+            spot_work_redone_secs: m.work_redone_ms as f64 / 1000.0,
+            files_lost: outcome.total - outcome.completed - outcome.dead_lettered,
+        }
+    }
+
+    fn cost_usd(&self) -> f64 {
+        self.cost_on_demand_usd + self.cost_spot_usd + self.cost_warm_pool_usd
+    }
 }
 
 /// Nearest-rank percentile of sorted values, in seconds.
@@ -77,14 +135,15 @@ impl SummaryRow {
         scenario: &Scenario,
         policy: &str,
         outcome: &RunOutcome,
-        price_per_hour: f64,
+        model: &ModelParams,
         lower_bound: &LowerBound,
     ) -> Self {
         let mut latencies = outcome.latencies_ms.clone();
         latencies.sort_unstable();
         let instance_hours = outcome.billed_instance_ms as f64 / HOUR_MS;
         let idle_instance_hours = outcome.idle_instance_ms as f64 / HOUR_MS;
-        let cost_usd = instance_hours * price_per_hour;
+        let market = MarketRow::new(outcome, model);
+        let cost_usd = market.cost_usd();
         Self {
             scenario: scenario.name.clone(),
             policy: policy.to_string(),
@@ -108,6 +167,7 @@ impl SummaryRow {
             lower_bound_usd: lower_bound.cost_usd,
             lower_bound_p95_secs: lower_bound.p95_secs,
             cost_vs_lower_bound: ratio(cost_usd, lower_bound.cost_usd),
+            market,
         }
     }
 }
@@ -287,6 +347,7 @@ pub fn markdown(seed: u64, rows: &[SummaryRow], targets: &[TargetCheck]) -> Stri
         .collect();
     out.push_str(&bounds.join("; "));
     out.push('\n');
+    market_table(&mut out, rows);
     if !targets.is_empty() {
         out.push_str("\n## Targets\n\n| scenario | target | geobatch | bound | met | note |\n|---|---|---:|---:|---|---|\n");
         for t in targets {
@@ -303,6 +364,41 @@ pub fn markdown(seed: u64, rows: &[SummaryRow], targets: &[TargetCheck]) -> Stri
         }
     }
     out
+}
+
+/// The purchase options and Spot interruptions, when the world has either.
+fn market_table(out: &mut String, rows: &[SummaryRow]) {
+    let any = rows.iter().any(|r| {
+        r.market.spot_instance_hours > 0.0
+            || r.market.cost_warm_pool_usd > 0.0
+            || r.market.spot_interruptions > 0
+    });
+    if !any {
+        return;
+    }
+    out.push_str(
+        "\n## Purchase options and Spot interruptions\n\n| scenario | policy | cost USD | On-Demand USD | Spot USD | warm pool USD | Spot instance-h | warm starts | interruptions | released at notice | workers stopped by one | work redone file-s | files lost |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let m = &r.market;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {:.0} | {} |",
+            r.scenario,
+            r.policy,
+            r.cost_usd,
+            m.cost_on_demand_usd,
+            m.cost_spot_usd,
+            m.cost_warm_pool_usd,
+            m.spot_instance_hours,
+            m.warm_starts,
+            m.spot_interruptions,
+            m.released_at_notice,
+            m.interrupted_by_spot,
+            m.spot_work_redone_secs,
+            m.files_lost
+        );
+    }
 }
 
 #[cfg(test)]
@@ -333,6 +429,7 @@ mod tests {
             lower_bound_usd: 0.1,
             lower_bound_p95_secs: 25.0,
             cost_vs_lower_bound: hours * 1.7,
+            market: MarketRow::default(),
         }
     }
 

@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
@@ -368,13 +369,24 @@ pub struct RunningWorker {
 impl RunningWorker {
     /// Starts the service with `config` against the stack's emulator.
     pub fn start(stack: &Stack, config: WorkerConfig) -> RunningWorker {
+        let processor = geobatch_worker::processor::from_config(&config.processor);
+        RunningWorker::start_with_processor(stack, config, processor)
+    }
+
+    /// Starts the service running `processor` (a worker of one's own) instead of what
+    /// `config.processor` names.
+    pub fn start_with_processor(
+        stack: &Stack,
+        config: WorkerConfig,
+        processor: Arc<dyn geobatch_worker::processor::Processor>,
+    ) -> RunningWorker {
         if std::env::var_os("GEOBATCH_TEST_LOG").is_some() {
             geobatch_common::telemetry::init(geobatch_common::telemetry::LogFormat::Text);
         }
         let (stop, stopped) = oneshot::channel::<()>();
         let sdk = stack.sdk.clone();
         let handle = tokio::spawn(async move {
-            geobatch_worker::run_with_sdk_config(config, &sdk, async {
+            geobatch_worker::service::run_with_processor(config, &sdk, processor, async {
                 let _either = stopped.await;
             })
             .await

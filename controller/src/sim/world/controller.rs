@@ -4,9 +4,9 @@
 
 use super::{InstanceState, TaskState, World};
 use crate::aws::{ApiError, ApiErrorKind};
-use crate::observe::{ContainerInstance, Host, PoolSnapshot};
+use crate::observe::{ContainerInstance, Host, PoolSnapshot, count_lifecycle_states};
 use crate::plan::Action;
-use crate::policy::{InstanceGroup, Observation, QueueDepth, ServiceTasks};
+use crate::policy::{InstanceGroup, Observation, QueueDepth, ServiceTasks, WarmPoolSize};
 use crate::sim::autoscaler::CloudWatchPoint;
 
 use super::DecisionRecord;
@@ -17,6 +17,8 @@ impl World<'_> {
     /// ([`World::published_cloudwatch`]).
     pub fn snapshot(&self) -> PoolSnapshot {
         let view = self.view();
+        let hosts: Vec<Host> = self.live_instances.iter().map(|&i| self.host(i)).collect();
+        let states: Vec<&str> = hosts.iter().map(|h| h.lifecycle_state.as_str()).collect();
         PoolSnapshot {
             observation: Observation {
                 queue: Some(QueueDepth {
@@ -29,17 +31,21 @@ impl World<'_> {
                     running: view.running_tasks,
                     pending: view.pending_tasks,
                 }),
+                // Counted from the same listing as the hosts, as the live observer counts.
                 instances: Some(InstanceGroup {
                     desired: view.desired_instances,
-                    in_service: view.in_service_instances,
-                    // Launched and still booting.
-                    pending: view.instances - view.in_service_instances,
-                    ..InstanceGroup::default()
+                    warm: self.warm_pool_instances(),
+                    ..count_lifecycle_states(&states)
                 }),
                 latest_empty_receives: None,
-                warm_pool: None,
+                warm_pool: self.model.warm_pool.then_some(WarmPoolSize {
+                    min_size: self.model.warm_pool_min_size,
+                    max_group_prepared_capacity: Some(
+                        self.model.warm_pool_max_group_prepared_capacity,
+                    ),
+                }),
             },
-            hosts: Some(self.live_instances.iter().map(|&i| self.host(i)).collect()),
+            hosts: Some(hosts),
             cloudwatch_visible: None,
             errors: Vec::new(),
         }
@@ -51,7 +57,9 @@ impl World<'_> {
     }
 
     /// One instance as `DescribeAutoScalingGroups` and `DescribeContainerInstances` show it:
-    /// `Pending` and unregistered while it boots.
+    /// `Pending` and unregistered while it boots. An interrupted Spot instance stays
+    /// `InService` in the group until EC2 takes it; only its container instance, drained by
+    /// the ECS agent, shows the notice (the harder case for the controller).
     fn host(&self, i: usize) -> Host {
         let inst = &self.instances[i];
         let registered = inst.state == InstanceState::InService;
@@ -184,6 +192,6 @@ fn container_arn(i: usize) -> String {
 }
 
 /// The EC2 instance id the world gives instance number `i`.
-fn instance_id(i: usize) -> String {
+pub(super) fn instance_id(i: usize) -> String {
     format!("i-{i:08}")
 }

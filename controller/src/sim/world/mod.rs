@@ -15,6 +15,7 @@ use super::autoscaler::{
     StopOrder, TaskControl,
 };
 mod controller;
+mod market;
 
 use super::model::{Millis, ModelParams, secs};
 use super::rng::SimRng;
@@ -24,6 +25,9 @@ const MINUTE_MS: Millis = 60_000;
 const STREAM_EVENT_DELAY: u64 = 3;
 const STREAM_FLEET: u64 = 4;
 const STREAM_RECEIVE: u64 = 5;
+/// The Spot lifetimes: one draw per launch, in launch order, so the n-th instance any
+/// policy launches meets the same interruption.
+const STREAM_SPOT: u64 = 6;
 
 /// A run that cannot produce a trustworthy result.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -112,6 +116,9 @@ pub struct RunOutcome {
     pub interrupted_tasks: u32,
     /// Processing time thrown away by those interruptions.
     pub work_redone_ms: Millis,
+    /// The market side of the run: Spot interruptions and what they cost in work, and the
+    /// bill split by purchase option.
+    pub market: market::MarketOutcome,
     /// Changes of desired capacity (service count, ASG capacity, node-group size).
     pub scaling_actions: u32,
     /// Instances ever launched.
@@ -133,6 +140,9 @@ enum Event {
     FileDone { msg: usize, epoch: u64 },
     PollExpired { task: usize, epoch: u64 },
     TaskKill { task: usize, epoch: u64 },
+    SpotNotice(usize),
+    SpotReclaim(usize),
+    WarmStopped(usize),
     PolicyTick,
     MinuteClose,
     Sample,
@@ -219,6 +229,14 @@ struct Instance {
     empty_since_ms: Option<Millis>,
     /// ECS container instance state `DRAINING`: no new task is placed on it.
     draining: bool,
+    /// Bought On-Demand (otherwise Spot).
+    on_demand: bool,
+    /// When EC2's Spot interruption notice came: from then on the instance is not
+    /// capacity, and it is taken when the notice runs out.
+    interrupted_ms: Option<Millis>,
+    /// The notice found it `ACTIVE`, so the drain it shows is the ECS agent's, not the
+    /// controller's.
+    drained_by_notice: bool,
 }
 
 /// Runs `scenario` through one of the modelled autoscalers (the baselines) and returns what
@@ -319,6 +337,10 @@ pub struct World<'a> {
     idle_instance_ms: Millis,
     interrupted_tasks: u32,
     work_redone_ms: Millis,
+    /// One uniform draw per launch: the instance's Spot lifetime, if it is Spot.
+    spot_rng: SimRng,
+    market: market::MarketOutcome,
+    warm: Vec<market::WarmInstance>,
     scaling_actions: u32,
     samples: Vec<Sample>,
     decisions: Vec<DecisionRecord>,
@@ -381,6 +403,9 @@ impl<'a> World<'a> {
             idle_instance_ms: 0,
             interrupted_tasks: 0,
             work_redone_ms: 0,
+            spot_rng: SimRng::new(seed, STREAM_SPOT),
+            market: market::MarketOutcome::default(),
+            warm: Vec::new(),
             scaling_actions: 0,
             samples: Vec::new(),
             decisions: Vec::new(),
@@ -438,6 +463,9 @@ impl<'a> World<'a> {
                 Event::FileDone { msg, epoch } => self.file_done(msg, epoch),
                 Event::PollExpired { task, epoch } => self.poll_expired(task, epoch),
                 Event::TaskKill { task, epoch } => self.task_kill(task, epoch),
+                Event::SpotNotice(i) => self.spot_notice(i),
+                Event::SpotReclaim(i) => self.spot_reclaim(i),
+                Event::WarmStopped(w) => self.warm_stopped(w),
                 Event::PolicyTick => return Ok(true),
                 Event::MinuteClose => {
                     self.close_minute();
@@ -627,8 +655,12 @@ impl<'a> World<'a> {
 
     // ---- workers ---------------------------------------------------------------------
 
-    /// Starts (or restarts) a long poll of a running task with a free slot.
+    /// Starts (or restarts) a long poll of a running task with a free slot. A worker on an
+    /// instance under a Spot notice receives nothing (its watcher has seen the notice).
     fn poll(&mut self, task: usize) {
+        if self.interrupted(self.tasks[task].instance) {
+            return;
+        }
         self.polling.insert(task);
         let t = &mut self.tasks[task];
         t.poll_epoch += 1;
@@ -699,13 +731,16 @@ impl<'a> World<'a> {
         }
         // The worker's shutdown handler releases its messages before the kill: they are
         // visible again at once, but the work done on them is lost.
-        self.interrupted_tasks += 1;
-        for msg in t.files.clone() {
+        let (instance, files) = (t.instance, t.files.clone());
+        let spot = self.interrupted(instance);
+        self.count_interrupted_task(spot);
+        for msg in files {
             let m = &mut self.messages[msg];
-            if let Some(run) = m.run.take() {
-                self.work_redone_ms += self.now - run.started_ms;
-            }
+            let lost = m.run.take().map(|run| self.now - run.started_ms);
             m.run_epoch += 1;
+            if let Some(ms) = lost {
+                self.count_lost_work(spot, ms);
+            }
             self.in_flight -= 1;
             self.make_visible(msg);
         }
@@ -760,8 +795,18 @@ impl<'a> World<'a> {
 
     // ---- fleet -----------------------------------------------------------------------
 
+    /// The group adds an instance: started from the warm pool if one is stopped there,
+    /// launched otherwise, On-Demand or Spot as the group's mix says.
     fn launch_instance(&mut self) {
         let id = self.instances.len();
+        let lifetime_draw = self.spot_rng.unit();
+        let boot = if self.take_from_warm_pool() {
+            self.model.warm_start_secs
+        } else {
+            self.model.instance_boot_secs
+        };
+        let (on_demand, live) = self.serving_mix();
+        let on_demand = self.model.next_is_on_demand(on_demand, live);
         self.instances.push(Instance {
             launched_ms: self.now,
             ended_ms: None,
@@ -770,10 +815,15 @@ impl<'a> World<'a> {
             running_files: 0,
             empty_since_ms: None,
             draining: false,
+            on_demand,
+            interrupted_ms: None,
+            drained_by_notice: false,
         });
         self.live_instances.insert(id);
-        let at = self.now + secs(self.model.instance_boot_secs);
-        self.schedule(at, Event::InstanceReady(id));
+        self.schedule(self.now + secs(boot), Event::InstanceReady(id));
+        if !on_demand && let Some(after) = self.spot_lifetime(lifetime_draw) {
+            self.schedule(self.now + after, Event::SpotNotice(id));
+        }
     }
 
     fn instance_ready(&mut self, i: usize) {
@@ -782,7 +832,8 @@ impl<'a> World<'a> {
         }
         self.instances[i].state = InstanceState::InService;
         self.instances[i].empty_since_ms = Some(self.now);
-        if self.capacity.tasks == TaskControl::Daemon {
+        // An instance interrupted while it booted joins drained and gets no worker.
+        if self.capacity.tasks == TaskControl::Daemon && !self.instances[i].draining {
             for _ in 0..self.model.tasks_per_instance {
                 let task = self.new_task();
                 self.place(task, i);
@@ -798,28 +849,33 @@ impl<'a> World<'a> {
         let on_it: Vec<usize> = self.instances[i].tasks.iter().copied().collect();
         let vt = secs(self.model.visibility_timeout_secs);
         let heartbeat = (vt / 2).max(1);
+        let spot = self.interrupted(Some(i));
         for task in on_it {
             let files = self.tasks[task].files.clone();
             if !files.is_empty() {
-                self.interrupted_tasks += 1;
+                self.count_interrupted_task(spot);
             }
             for msg in files {
                 let m = &mut self.messages[msg];
                 if let Some(run) = m.run.take() {
-                    self.work_redone_ms += self.now - run.started_ms;
                     let held = self.now - run.started_ms;
                     let last_extension = run.started_ms + held / heartbeat * heartbeat;
                     let attempt = m.attempt;
                     m.run_epoch += 1;
+                    self.count_lost_work(spot, held);
                     self.schedule(last_extension + vt, Event::Redeliver { msg, attempt });
                 }
             }
             self.remove_task(task);
         }
         let inst = &mut self.instances[i];
+        let reusable = inst.state == InstanceState::InService && inst.interrupted_ms.is_none();
         inst.state = InstanceState::Terminated;
         inst.ended_ms = Some(self.now);
         self.live_instances.remove(&i);
+        if reusable {
+            self.return_to_warm_pool();
+        }
     }
 
     fn new_task(&mut self) -> usize {
@@ -903,15 +959,23 @@ impl<'a> World<'a> {
         }
     }
 
+    /// The group towards its desired capacity. An interrupted Spot instance is not part of
+    /// it: the group replaces it at the notice (capacity rebalancing) and never picks it as
+    /// a scale-in victim, EC2 takes it anyway.
     fn reconcile_instances(&mut self) {
-        let live = self.live_instances.len() as u32;
+        let live = self.serving_mix().1;
         match self.capacity.instances {
             InstanceControl::AsgChoosesVictim => {
                 for _ in live..self.desired_instances {
                     self.launch_instance();
                 }
                 for _ in self.desired_instances..live {
-                    let candidates: Vec<usize> = self.live_instances.iter().copied().collect();
+                    let candidates: Vec<usize> = self
+                        .live_instances
+                        .iter()
+                        .copied()
+                        .filter(|&i| self.instances[i].interrupted_ms.is_none())
+                        .collect();
                     let victim = candidates[self.rng.below(candidates.len())];
                     self.terminate_instance(victim);
                 }
@@ -920,6 +984,7 @@ impl<'a> World<'a> {
                 self.desired_instances = live;
             }
         }
+        self.maintain_warm_pool();
     }
 
     fn reconcile_service(&mut self, stop_order: StopOrder) {
@@ -998,10 +1063,15 @@ impl<'a> World<'a> {
         let booting_slots = self
             .live_instances
             .iter()
-            .filter(|&&i| self.instances[i].state == InstanceState::Booting)
+            .filter(|&&i| {
+                self.instances[i].state == InstanceState::Booting
+                    && self.instances[i].interrupted_ms.is_none()
+            })
             .count()
             * tpi;
-        let room = self.model.max_instances as usize - self.live_instances.len();
+        // Interrupted instances are on their way out and not capacity: no room taken.
+        let room =
+            (self.model.max_instances as usize).saturating_sub(self.serving_mix().1 as usize);
         let needed = unplaced
             .saturating_sub(booting_slots)
             .div_ceil(tpi)
@@ -1024,6 +1094,7 @@ impl<'a> World<'a> {
                 .filter(|&i| {
                     let inst = &self.instances[i];
                     inst.state == InstanceState::InService
+                        && inst.interrupted_ms.is_none()
                         && inst.tasks.is_empty()
                         && inst
                             .empty_since_ms
@@ -1037,7 +1108,7 @@ impl<'a> World<'a> {
                 self.scaling_actions += 1;
             }
         }
-        self.desired_instances = self.live_instances.len() as u32;
+        self.desired_instances = self.serving_mix().1;
     }
 
     // ---- observation and accounting ---------------------------------------------------
@@ -1059,11 +1130,7 @@ impl<'a> World<'a> {
             })
             .count() as u32;
         let running = self.running_tasks();
-        let in_service = self
-            .live_instances
-            .iter()
-            .filter(|&&i| self.instances[i].state == InstanceState::InService)
-            .count() as u32;
+        let in_service = self.in_service_instances();
         ClusterView {
             now_ms: self.now,
             queue: QueueView {
@@ -1076,7 +1143,7 @@ impl<'a> World<'a> {
             running_tasks: running,
             pending_tasks: pending,
             desired_instances: self.desired_instances,
-            instances: self.live_instances.len() as u32,
+            instances: self.serving_mix().1,
             in_service_instances: in_service,
             max_instances: self.model.max_instances,
             tasks_per_instance: self.model.tasks_per_instance,
@@ -1084,11 +1151,7 @@ impl<'a> World<'a> {
     }
 
     fn close_minute(&mut self) {
-        let in_service = self
-            .live_instances
-            .iter()
-            .filter(|&&i| self.instances[i].state == InstanceState::InService)
-            .count() as u32;
+        let in_service = self.in_service_instances();
         self.cloudwatch.push(CloudWatchPoint {
             period_end_ms: self.now,
             visible_max: self.minute_visible_max,
@@ -1183,11 +1246,18 @@ impl<'a> World<'a> {
 
     fn outcome(&self) -> RunOutcome {
         let minimum = secs(self.model.billing_minimum_secs);
-        let billed = self
-            .instances
-            .iter()
-            .map(|i| (i.ended_ms.unwrap_or(self.now) - i.launched_ms).max(minimum))
-            .sum();
+        let billed_as = |on_demand: bool| -> Millis {
+            self.instances
+                .iter()
+                .filter(|i| i.on_demand == on_demand)
+                .map(|i| (i.ended_ms.unwrap_or(self.now) - i.launched_ms).max(minimum))
+                .sum()
+        };
+        let mut market = self.market.clone();
+        market.on_demand_instance_ms = billed_as(true);
+        market.spot_instance_ms = billed_as(false);
+        self.close_warm_books(&mut market);
+        let billed = market.on_demand_instance_ms + market.spot_instance_ms;
         let first_upload = self.messages.iter().map(|m| m.upload_ms).min().unwrap_or(0);
         RunOutcome {
             latencies_ms: self.latencies_ms.clone(),
@@ -1199,6 +1269,7 @@ impl<'a> World<'a> {
             idle_instance_ms: self.idle_instance_ms,
             interrupted_tasks: self.interrupted_tasks,
             work_redone_ms: self.work_redone_ms,
+            market,
             scaling_actions: self.scaling_actions,
             instances_launched: self.instances.len() as u32,
             end_ms: self.now,
