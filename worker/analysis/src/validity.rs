@@ -149,8 +149,6 @@ struct Polygons {
     /// Segment `s` runs from `points[seg_start[s]]` to the next position.
     seg_start: Vec<usize>,
     seg_ring: Vec<usize>,
-    /// Bounding box of each segment, computed once for all the pairs it is compared in.
-    seg_box: Vec<Bbox>,
     /// Segment range of each ring.
     ring_segs: Vec<Range<usize>>,
     ring_part: Vec<usize>,
@@ -173,7 +171,6 @@ impl Polygons {
             points: Vec::with_capacity(geometry.points.len()),
             seg_start: Vec::with_capacity(geometry.points.len()),
             seg_ring: Vec::with_capacity(geometry.points.len()),
-            seg_box: Vec::new(),
             ring_segs: Vec::new(),
             ring_part: Vec::new(),
             ring_bbox: Vec::new(),
@@ -245,24 +242,22 @@ impl Polygons {
     }
 
     fn build_levels(&mut self) {
-        self.seg_box = self
-            .seg_start
-            .iter()
-            .map(|&i| bbox_of(self.points[i], self.points[i + 1]))
-            .collect();
         let leaves: Vec<Bbox> = self
-            .seg_box
+            .seg_start
             .chunks(FANOUT)
             .map(|chunk| {
-                chunk.iter().copied().fold(
-                    [
-                        f64::INFINITY,
-                        f64::INFINITY,
-                        f64::NEG_INFINITY,
-                        f64::NEG_INFINITY,
-                    ],
-                    union,
-                )
+                chunk
+                    .iter()
+                    .map(|&i| bbox_of(self.points[i], self.points[i + 1]))
+                    .fold(
+                        [
+                            f64::INFINITY,
+                            f64::INFINITY,
+                            f64::NEG_INFINITY,
+                            f64::NEG_INFINITY,
+                        ],
+                        union,
+                    )
             })
             .collect();
         self.levels.push(leaves);
@@ -339,15 +334,24 @@ impl Polygons {
         let a_segs = a * FANOUT..((a + 1) * FANOUT).min(count);
         let b_end = ((b + 1) * FANOUT).min(count);
         let mut compared = 0u64;
+        // The boxes of leaf b's segments, once for the whole leaf pair rather than once per
+        // pair of segments (on the stack: a per-segment array would add 32 bytes a segment
+        // to the peak memory of the largest features).
+        let b_first = b * FANOUT;
+        let mut b_boxes = [[0.0; 4]; FANOUT];
+        for (t, slot) in (b_first..b_end).zip(&mut b_boxes) {
+            let (q1, q2) = self.segment(t);
+            *slot = bbox_of(q1, q2);
+        }
         for s in a_segs {
-            let s_box = self.seg_box[s];
-            let b_start = if a == b { s + 1 } else { b * FANOUT };
+            let (p1, p2) = self.segment(s);
+            let s_box = bbox_of(p1, p2);
+            let b_start = if a == b { s + 1 } else { b_first };
             for t in b_start..b_end {
                 compared += 1;
-                if !overlaps(&s_box, &self.seg_box[t]) {
+                if !overlaps(&s_box, &b_boxes[t - b_first]) {
                     continue;
                 }
-                let (p1, p2) = self.segment(s);
                 let (q1, q2) = self.segment(t);
                 match intersect(p1, p2, q1, q2) {
                     Hit::None => {}
