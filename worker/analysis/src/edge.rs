@@ -270,6 +270,7 @@ impl Kernel {
             let k2 = calp0 * calp0 * self.ep2;
             let eps = k2 / (2.0 * (1.0 + (1.0 + k2).sqrt()) + k2);
             let solution = Solution {
+                line: Auxiliary::new(&ends, salp1, calp1, calp2),
                 distance,
                 salp1,
                 calp1,
@@ -306,11 +307,15 @@ impl Kernel {
         let mut c1 = [0.0; ORDER + 1];
         c1_coefficients(eps, &mut c1);
         let a1 = a1m1(eps) + 1.0;
-        let b1 = sin_series(l.ssig2, l.csig2, &c1) - sin_series(l.ssig1, l.csig1, &c1);
+        let b1 = sin_series(l.line.ssig2, l.line.csig2, &c1)
+            - sin_series(l.line.ssig1, l.line.csig1, &c1);
         let distance = self.b * a1 * (l.sig12 + b1);
         let (sdomg12, cdomg12) = sin_cos(l.domg12);
         let (slam12, clam12) = (setup.slam12, setup.clam12);
         let solution = Solution {
+            // The last λ12 evaluation computed them from the same azimuths, with the same
+            // operations as `Auxiliary::new`.
+            line: l.line,
             distance,
             salp1: solved.salp1,
             calp1: solved.calp1,
@@ -334,9 +339,10 @@ impl Kernel {
             somg12,
             comg12,
             eps,
+            ..
         } = *solution;
         let (sbet1, cbet1, sbet2, cbet2) = (ends.sbet1, ends.cbet1, ends.sbet2, ends.cbet2);
-        let mut area = self.ellipsoidal_area(ends, salp1, calp1, calp2, eps);
+        let mut area = self.ellipsoidal_area(&solution.line, eps);
         let alp12 = if comg12 > -FRAC_1_SQRT_2 && sbet2 - sbet1 < 1.75 {
             let domg12 = 1.0 + comg12;
             let dbet1 = 1.0 + cbet1;
@@ -371,20 +377,14 @@ impl Kernel {
     }
 
     /// The ellipsoidal part of the area term: A4 times the difference of the C4 series.
-    fn ellipsoidal_area(&self, ends: &Ends, salp1: f64, calp1: f64, calp2: f64, eps: f64) -> f64 {
-        let salp0 = salp1 * ends.cbet1;
-        let calp0 = (calp1 * calp1 + (salp1 * ends.sbet1) * (salp1 * ends.sbet1)).sqrt();
-        if calp0 == 0.0 || salp0 == 0.0 {
+    fn ellipsoidal_area(&self, line: &Auxiliary, eps: f64) -> f64 {
+        if line.calp0 == 0.0 || line.salp0 == 0.0 {
             return 0.0;
         }
-        let (mut ssig1, mut csig1) = (ends.sbet1, calp1 * ends.cbet1);
-        let (mut ssig2, mut csig2) = (ends.sbet2, calp2 * ends.cbet2);
-        norm(&mut ssig1, &mut csig1);
-        norm(&mut ssig2, &mut csig2);
-        let a4 = self.a * self.a * calp0 * salp0 * self.e2;
+        let a4 = self.a * self.a * line.calp0 * line.salp0 * self.e2;
         let mut c4 = [0.0; ORDER];
         self.geodesic._C4f(eps, &mut c4);
-        a4 * (cos_series(ssig2, csig2, &c4) - cos_series(ssig1, csig1, &c4))
+        a4 * (cos_series(line.ssig2, line.csig2, &c4) - cos_series(line.ssig1, line.csig1, &c4))
     }
 
     /// Karney's Newton iteration (with bisection as a safeguard) for the azimuth at the first
@@ -483,10 +483,14 @@ impl Kernel {
             salp2,
             calp2,
             sig12,
-            ssig1,
-            csig1,
-            ssig2,
-            csig2,
+            line: Auxiliary {
+                salp0,
+                calp0,
+                ssig1,
+                csig1,
+                ssig2,
+                csig2,
+            },
             eps,
             domg12,
             dv,
@@ -541,9 +545,40 @@ enum Start {
     Iterate(Setup),
 }
 
+/// A line's azimuth at the equator and its ends' arc lengths from there on the auxiliary
+/// sphere (sine and cosine of each).
+#[derive(Clone, Copy)]
+struct Auxiliary {
+    salp0: f64,
+    calp0: f64,
+    ssig1: f64,
+    csig1: f64,
+    ssig2: f64,
+    csig2: f64,
+}
+
+impl Auxiliary {
+    /// From the azimuths at the ends.
+    fn new(ends: &Ends, salp1: f64, calp1: f64, calp2: f64) -> Self {
+        let (mut ssig1, mut csig1) = (ends.sbet1, calp1 * ends.cbet1);
+        let (mut ssig2, mut csig2) = (ends.sbet2, calp2 * ends.cbet2);
+        norm(&mut ssig1, &mut csig1);
+        norm(&mut ssig2, &mut csig2);
+        Auxiliary {
+            salp0: salp1 * ends.cbet1,
+            calp0: (calp1 * calp1 + (salp1 * ends.sbet1) * (salp1 * ends.sbet1)).sqrt(),
+            ssig1,
+            csig1,
+            ssig2,
+            csig2,
+        }
+    }
+}
+
 /// A solved line: what its distance and area term are made of.
 #[derive(Clone, Copy)]
 struct Solution {
+    line: Auxiliary,
     distance: f64,
     salp1: f64,
     calp1: f64,
@@ -635,10 +670,7 @@ struct Lambda {
     salp2: f64,
     calp2: f64,
     sig12: f64,
-    ssig1: f64,
-    csig1: f64,
-    ssig2: f64,
-    csig2: f64,
+    line: Auxiliary,
     eps: f64,
     domg12: f64,
     dv: f64,

@@ -149,6 +149,8 @@ struct Polygons {
     /// Segment `s` runs from `points[seg_start[s]]` to the next position.
     seg_start: Vec<usize>,
     seg_ring: Vec<usize>,
+    /// Bounding box of each segment, computed once for all the pairs it is compared in.
+    seg_box: Vec<Bbox>,
     /// Segment range of each ring.
     ring_segs: Vec<Range<usize>>,
     ring_part: Vec<usize>,
@@ -171,6 +173,7 @@ impl Polygons {
             points: Vec::with_capacity(geometry.points.len()),
             seg_start: Vec::with_capacity(geometry.points.len()),
             seg_ring: Vec::with_capacity(geometry.points.len()),
+            seg_box: Vec::new(),
             ring_segs: Vec::new(),
             ring_part: Vec::new(),
             ring_bbox: Vec::new(),
@@ -242,22 +245,24 @@ impl Polygons {
     }
 
     fn build_levels(&mut self) {
-        let leaves: Vec<Bbox> = self
+        self.seg_box = self
             .seg_start
+            .iter()
+            .map(|&i| bbox_of(self.points[i], self.points[i + 1]))
+            .collect();
+        let leaves: Vec<Bbox> = self
+            .seg_box
             .chunks(FANOUT)
             .map(|chunk| {
-                chunk
-                    .iter()
-                    .map(|&i| bbox_of(self.points[i], self.points[i + 1]))
-                    .fold(
-                        [
-                            f64::INFINITY,
-                            f64::INFINITY,
-                            f64::NEG_INFINITY,
-                            f64::NEG_INFINITY,
-                        ],
-                        union,
-                    )
+                chunk.iter().copied().fold(
+                    [
+                        f64::INFINITY,
+                        f64::INFINITY,
+                        f64::NEG_INFINITY,
+                        f64::NEG_INFINITY,
+                    ],
+                    union,
+                )
             })
             .collect();
         self.levels.push(leaves);
@@ -335,15 +340,15 @@ impl Polygons {
         let b_end = ((b + 1) * FANOUT).min(count);
         let mut compared = 0u64;
         for s in a_segs {
-            let (p1, p2) = self.segment(s);
-            let s_box = bbox_of(p1, p2);
+            let s_box = self.seg_box[s];
             let b_start = if a == b { s + 1 } else { b * FANOUT };
             for t in b_start..b_end {
                 compared += 1;
-                let (q1, q2) = self.segment(t);
-                if !overlaps(&s_box, &bbox_of(q1, q2)) {
+                if !overlaps(&s_box, &self.seg_box[t]) {
                     continue;
                 }
+                let (p1, p2) = self.segment(s);
+                let (q1, q2) = self.segment(t);
                 match intersect(p1, p2, q1, q2) {
                     Hit::None => {}
                     Hit::Cross(at) | Hit::Overlap(at) => {
