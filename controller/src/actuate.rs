@@ -104,6 +104,22 @@ impl Actuator for AwsActuator {
                     .await
                     .map_err(|err| ApiError::from_sdk(call, err))?;
             }
+            Action::PutWarmPool {
+                auto_scaling_group,
+                to,
+                ..
+            } => {
+                // Only the sizes: the pool state and reuse policy stay as the stack set them.
+                self.clients
+                    .autoscaling
+                    .put_warm_pool()
+                    .auto_scaling_group_name(auto_scaling_group)
+                    .min_size(to_i32(to.min_size))
+                    .set_max_group_prepared_capacity(to.max_group_prepared_capacity.map(to_i32))
+                    .send()
+                    .await
+                    .map_err(|err| ApiError::from_sdk(call, err))?;
+            }
         }
         Ok(())
     }

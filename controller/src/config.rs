@@ -105,6 +105,11 @@ pub struct PoolFile {
     /// Seconds between polls of this pool.
     #[serde(default = "default_poll_interval_secs")]
     pub poll_interval_secs: f64,
+    /// Whether the controller sizes the group's warm pool (`PutWarmPool`) from the learned
+    /// arrival rate and the cold start (`controller::warm_pool`); the group must already
+    /// have one (the stack's `WarmPool=on`). Off: the warm pool keeps the stack's sizes.
+    #[serde(default)]
+    pub manage_warm_pool: bool,
 }
 
 const fn default_max_backoff_secs() -> f64 {
@@ -192,6 +197,8 @@ pub struct Pool {
     pub poll_interval: Duration,
     /// What the policy needs.
     pub policy: PoolPolicy,
+    /// Whether the controller sizes the group's warm pool ([`crate::warm_pool`]).
+    pub manage_warm_pool: bool,
 }
 
 /// Why a configuration file was refused.
@@ -431,6 +438,7 @@ impl PoolFile {
             service: self.service.clone(),
             auto_scaling_group: self.auto_scaling_group.clone(),
             poll_interval,
+            manage_warm_pool: self.manage_warm_pool,
             policy: PoolPolicy {
                 target,
                 min_tasks: self.min_tasks,

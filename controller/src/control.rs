@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::observe::{Observer, PoolSnapshot};
 use crate::plan::{Action, plan};
 use crate::policy::{Decision, PolicyState, decide};
+use crate::warm_pool;
 
 /// How long to wait before the next poll, given how the last ones went. It decides on the
 /// kinds of the failures alone: throttling, timeouts and an unreachable endpoint
@@ -115,7 +116,9 @@ fn remember(drains: &mut DrainMemory, action: &Action, now: Duration) {
         Action::DrainContainerInstance { instance_id, .. } => drains.drained(instance_id, now),
         Action::ActivateContainerInstance { instance_id, .. }
         | Action::TerminateInstance { instance_id, .. } => drains.released(instance_id),
-        Action::UpdateService { .. } | Action::SetDesiredCapacity { .. } => {}
+        Action::UpdateService { .. }
+        | Action::SetDesiredCapacity { .. }
+        | Action::PutWarmPool { .. } => {}
     }
 }
 
@@ -254,9 +257,11 @@ impl<O: Observer, A: Actuator, C: Clock> PoolLoop<O, A, C> {
         self.state = state;
         self.drains.observe(snapshot.hosts.as_deref(), now);
         let drains = &self.drains;
-        let calls = plan(&self.pool, &snapshot, &decision, |id| {
+        let mut calls = plan(&self.pool, &snapshot, &decision, |id| {
             drains.origin(id, now)
         });
+        let arrivals = self.state.estimates().arrivals_per_sec;
+        calls.extend(warm_pool::planned(&self.pool, &snapshot, arrivals));
         let pool = self.pool.name.as_str();
         for error in &snapshot.errors {
             ApiCallFailed { pool, error }.emit(&self.metrics);

@@ -35,3 +35,4 @@ pub mod policy;
 pub mod service;
 pub mod sim;
 pub mod simulate_command;
+pub mod warm_pool;

@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::config::Pool;
 use crate::drains::DrainOrigin;
 use crate::observe::{Host, PoolSnapshot};
-use crate::policy::{Decision, Direction};
+use crate::policy::{Decision, Direction, WarmPoolSize};
 
 /// One mutating AWS call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -73,6 +73,16 @@ pub enum Action {
         /// The instance.
         instance_id: String,
     },
+    /// Auto Scaling `PutWarmPool`, resizing the group's warm pool (managed pools only,
+    /// [`crate::warm_pool`]).
+    PutWarmPool {
+        /// The group.
+        auto_scaling_group: String,
+        /// The pool's size now.
+        from: WarmPoolSize,
+        /// The size to set.
+        to: WarmPoolSize,
+    },
 }
 
 impl Action {
@@ -85,6 +95,7 @@ impl Action {
                 "UpdateContainerInstancesState"
             }
             Action::TerminateInstance { .. } => "TerminateInstanceInAutoScalingGroup",
+            Action::PutWarmPool { .. } => "PutWarmPool",
         }
     }
 
@@ -144,6 +155,29 @@ impl fmt::Display for Action {
                 "terminate drained idle instance {instance_id} in {auto_scaling_group}, \
                  decrementing desired capacity"
             ),
+            Action::PutWarmPool {
+                auto_scaling_group,
+                from,
+                to,
+            } => write!(
+                f,
+                "set warm pool of {auto_scaling_group} to {} (was {})",
+                WarmSize(to),
+                WarmSize(from)
+            ),
+        }
+    }
+}
+
+/// A warm pool's size in a call's description.
+struct WarmSize<'a>(&'a WarmPoolSize);
+
+impl fmt::Display for WarmSize<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "min {}, max prepared ", self.0.min_size)?;
+        match self.0.max_group_prepared_capacity {
+            Some(n) => write!(f, "{n}"),
+            None => f.write_str("the group's MaxSize"),
         }
     }
 }
@@ -275,6 +309,7 @@ pub(crate) mod tests {
             service: "s".into(),
             auto_scaling_group: "g".into(),
             poll_interval: Duration::from_secs(1),
+            manage_warm_pool: false,
             policy: PoolPolicy::default(),
         }
     }

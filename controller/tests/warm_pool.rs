@@ -87,3 +87,53 @@ async fn a_group_without_a_warm_pool_observes_none() {
     assert!(snapshot.errors.is_empty(), "{:?}", snapshot.errors);
     assert_eq!(snapshot.observation.warm_pool, None);
 }
+
+/// Issue 11: a managed pool's warm pool is resized with `PutWarmPool`, and the emulator
+/// stores what the controller set (no arrivals learned yet: one stopped instance).
+#[tokio::test]
+async fn a_managed_warm_pool_is_resized_through_put_warm_pool() {
+    let fleet = Fleet::create(Emulator::shared(), 1, 1).await;
+    fleet
+        .clients
+        .autoscaling
+        .put_warm_pool()
+        .auto_scaling_group_name(&fleet.group)
+        .min_size(2)
+        .max_group_prepared_capacity(4)
+        .pool_state(aws_sdk_autoscaling::types::WarmPoolState::Stopped)
+        .send()
+        .await
+        .expect("put warm pool");
+    let pool = fleet.pool(|p| p.manage_warm_pool = true);
+    let observer = AwsObserver::new(fleet.clients.clone(), Duration::from_millis(100));
+    let mut controller = PoolLoop::new(
+        pool.clone(),
+        observer,
+        geobatch_controller::actuate::AwsActuator::new(fleet.clients.clone()),
+        DecisionLog::discard(),
+        Metrics::default(),
+    );
+    let tick = controller.tick().await;
+    assert!(tick.failed_calls.is_empty(), "{:?}", tick.failed_calls);
+    assert!(
+        tick.calls.iter().any(|c| c.call() == "PutWarmPool"),
+        "{:?}",
+        tick.calls
+    );
+    let mut observer = AwsObserver::new(fleet.clients.clone(), Duration::from_millis(100));
+    let after = observer.observe(&pool).await;
+    assert_eq!(
+        after.observation.warm_pool,
+        Some(WarmPoolSize {
+            min_size: 1,
+            max_group_prepared_capacity: Some(1),
+        })
+    );
+    // Already the size: no call on the next poll.
+    let again = controller.tick().await;
+    assert!(
+        !again.calls.iter().any(|c| c.call() == "PutWarmPool"),
+        "{:?}",
+        again.calls
+    );
+}

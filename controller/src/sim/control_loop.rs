@@ -476,6 +476,30 @@ mod tests {
         assert_eq!(outcome.completed, scenario.files.len());
     }
 
+    /// Issue 11: a managed warm pool follows the learned arrival rate through
+    /// `PutWarmPool`, the world applies the sizes, and scale-outs start warm instances.
+    #[test]
+    fn a_managed_warm_pool_is_resized_and_serves_warm_starts() {
+        let scenario = two_bursts();
+        let model = ModelParams {
+            warm_pool: true,
+            ..ModelParams::default()
+        };
+        let mut settings = settings(&model);
+        settings.pool.manage_warm_pool = true;
+        let outcome = run(&scenario, &model, &settings, 3).expect("balances");
+        let resizes: Vec<&String> = outcome
+            .decisions
+            .iter()
+            .flat_map(|d| &d.calls)
+            .filter(|c| c.starts_with("set warm pool of"))
+            .collect();
+        assert!(!resizes.is_empty(), "no PutWarmPool");
+        assert!(outcome.market.warm_starts > 0);
+        assert_eq!(outcome.completed, scenario.files.len());
+        assert_eq!(outcome.interrupted_tasks, 0);
+    }
+
     #[test]
     fn the_world_does_what_a_call_says_even_when_it_hurts() {
         // One long file; terminate its instance while it runs, as a bad plan would.

@@ -6,7 +6,7 @@ use super::{InstanceState, TaskState, World};
 use crate::aws::{ApiError, ApiErrorKind};
 use crate::observe::{ContainerInstance, Host, PoolSnapshot, count_lifecycle_states};
 use crate::plan::Action;
-use crate::policy::{InstanceGroup, Observation, QueueDepth, ServiceTasks, WarmPoolSize};
+use crate::policy::{InstanceGroup, Observation, QueueDepth, ServiceTasks};
 use crate::sim::autoscaler::CloudWatchPoint;
 
 use super::DecisionRecord;
@@ -38,12 +38,7 @@ impl World<'_> {
                     ..count_lifecycle_states(&states)
                 }),
                 latest_empty_receives: None,
-                warm_pool: self.model.warm_pool.then_some(WarmPoolSize {
-                    min_size: self.model.warm_pool_min_size,
-                    max_group_prepared_capacity: Some(
-                        self.model.warm_pool_max_group_prepared_capacity,
-                    ),
-                }),
+                warm_pool: self.warm_pool_size,
             },
             hosts: Some(hosts),
             cloudwatch_visible: None,
@@ -152,6 +147,16 @@ impl World<'_> {
                 self.terminate_instance(i);
                 self.desired_instances = self.desired_instances.saturating_sub(1);
                 self.scaling_actions += 1;
+            }
+            Action::PutWarmPool { to, .. } => {
+                if self.warm_pool_size.is_none() {
+                    return Err(refused(
+                        call,
+                        ApiErrorKind::Invalid,
+                        "the group has no warm pool and the controller creates none".into(),
+                    ));
+                }
+                self.warm_pool_size = Some(*to);
             }
         }
         self.reconcile();

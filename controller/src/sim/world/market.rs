@@ -222,14 +222,14 @@ impl World<'_> {
 
     /// The size the pool keeps now.
     fn warm_pool_target(&self) -> usize {
-        if !self.model.warm_pool {
+        let Some(size) = self.warm_pool_size else {
             return 0;
-        }
-        let by_max = self
-            .model
-            .warm_pool_max_group_prepared_capacity
-            .saturating_sub(self.desired_instances);
-        by_max.max(self.model.warm_pool_min_size) as usize
+        };
+        let max = size
+            .max_group_prepared_capacity
+            .unwrap_or(self.model.max_instances);
+        max.saturating_sub(self.desired_instances)
+            .max(size.min_size) as usize
     }
 
     /// Instances in the warm pool (initialising or stopped), as `DescribeWarmPool` lists them.
@@ -256,7 +256,7 @@ impl World<'_> {
 
     /// `ReuseOnScaleIn`: an instance scaled in goes back to the pool, stopped.
     pub(super) fn return_to_warm_pool(&mut self) {
-        if self.model.warm_pool {
+        if self.warm_pool_size.is_some() {
             self.warm.push(WarmInstance {
                 launched_ms: self.now,
                 stopped_ms: Some(self.now),

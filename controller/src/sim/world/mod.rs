@@ -341,6 +341,8 @@ pub struct World<'a> {
     spot_rng: SimRng,
     market: market::MarketOutcome,
     warm: Vec<market::WarmInstance>,
+    /// The warm pool's sizes as `PutWarmPool` last set them; `None` without a pool.
+    warm_pool_size: Option<crate::policy::WarmPoolSize>,
     scaling_actions: u32,
     samples: Vec<Sample>,
     decisions: Vec<DecisionRecord>,
@@ -406,6 +408,10 @@ impl<'a> World<'a> {
             spot_rng: SimRng::new(seed, STREAM_SPOT),
             market: market::MarketOutcome::default(),
             warm: Vec::new(),
+            warm_pool_size: model.warm_pool.then_some(crate::policy::WarmPoolSize {
+                min_size: model.warm_pool_min_size,
+                max_group_prepared_capacity: Some(model.warm_pool_max_group_prepared_capacity),
+            }),
             scaling_actions: 0,
             samples: Vec::new(),
             decisions: Vec::new(),
