@@ -32,8 +32,9 @@ trap 'rm -rf "$work"' EXIT
 root=$work/nonroot
 mkdir -p "$root"/etc/ssl/certs "$root"/tmp "$root"/home/nonroot
 
-# What the binaries link, at the paths the dynamic loader looks them up by.
-for lib in $(ldd "$@" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u); do
+# What the binaries link, at the paths the dynamic loader looks them up by (with several
+# binaries ldd heads each list with a line `PATH:`, one field, which is not a library).
+for lib in $(ldd "$@" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } NF > 1 && $1 ~ /^\// { print $1 }' | sort -u); do
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
 done

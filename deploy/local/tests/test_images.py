@@ -5,7 +5,8 @@ in the controller image and no package manager in either; a worker container con
 the task definition configures it processes files from the stack's queue; ``podman stop``
 in the middle of a file ends it cleanly (finished or released, exit 0); an ``--exec`` job,
 with the user's ``process_file`` added the documented way, runs in the container under the
-init the task definition enables, which reaps what the job leaves behind.
+init the task definition enables, which reaps what the job leaves behind (without the init,
+the worker as PID 1 does).
 
 Without podman or the images these tests skip, saying why, unless GEOBATCH_REQUIRE_IMAGES=1
 (``make test`` sets it), where they fail instead.
@@ -282,13 +283,15 @@ class WorkerContainerTest(unittest.TestCase):
     def test_podman_stop_mid_file_finishes_or_releases_it_and_exits_0(self):
         name = sorted(p.name for p in SAMPLES.iterdir())[0]
         runner, task_id, process = self.start_worker(
-            self.exec_image_id, command=["run", "--exec", "process_file"], extra_env={"GEOBATCH_TEST_SLEEP": "4"}
+            self.exec_image_id, command=["run", "--exec", "process_file"], extra_env={"GEOBATCH_TEST_SLEEP": "15"}
         )
         self.upload([name])
-        # In flight: received (hidden in the queue) and the job running in the container.
+        # In flight: received (hidden in the queue) and the job running in the container. The
+        # job sleeps longer than the shutdown grace (10 s), so a slow `podman top` on a busy
+        # machine still sees it, and the stop below lands in its middle.
         self.assertTrue(wait_until(lambda: self.queue_counts()[1] == 1, 60), self.task_log())
         self.assertTrue(
-            wait_until(lambda: "sleep 4" in podman("top", runner.container_name(task_id), "args", check=False).stdout, 30),
+            wait_until(lambda: ["sleep", "15"] in self.process_commands(runner.container_name(task_id)), 30),
             self.task_log(),
         )
         started = time.monotonic()
@@ -315,14 +318,32 @@ class WorkerContainerTest(unittest.TestCase):
         self.assertTrue(wait_until(lambda: "Z" not in self.process_states(container), 10), self.process_states(container))
         self.assertEqual(self.stop(runner, task_id, process), 0, self.task_log())
 
-        # The same job without the init leaves a zombie behind: the check above can fail.
+        # Without the init the worker itself is PID 1, and its reaper (worker/src/reaper.rs)
+        # reaps the orphan instead: still no zombie.
         other = sorted(p.name for p in SAMPLES.iterdir())[2]
         runner, task_id, process = self.start_worker(self.exec_image_id, command=["run", "--exec", "process_file"], init=False)
         self.upload([other])
         self.assertTrue(wait_until(lambda: f"{other}.json" in self.results(), 60), self.task_log())
         container = runner.container_name(task_id)
-        self.assertTrue(wait_until(lambda: "Z" in self.process_states(container), 10), self.process_states(container))
+        init = podman("exec", container, "cat", "/proc/1/cmdline").stdout.split("\0")
+        self.assertEqual(init[0], "/usr/local/bin/geobatch-worker", "without the init the worker is PID 1")
+        self.assertIn("running as PID 1: exited orphan processes are reaped", self.task_log())
+        self.assertTrue(wait_until(lambda: "Z" not in self.process_states(container), 10), self.process_states(container))
         self.assertEqual(self.stop(runner, task_id, process), 0, self.task_log())
+
+    def test_the_zombie_check_sees_an_orphan_that_pid_1_does_not_reap(self):
+        """The check above can fail: a PID 1 that never waits (sleep) keeps its child a zombie."""
+        name = f"geobatch-zombie-{time.monotonic_ns()}"
+        started = podman("run", "--detach", "--rm", "--name", name, "--entrypoint", "sh", self.exec_image_id, "-c", "sleep 0 & exec sleep 60")
+        self.addCleanup(lambda: podman("rm", "--force", "--time", "0", name, check=False))
+        self.assertEqual(started.returncode, 0, started.stderr)
+        self.assertTrue(wait_until(lambda: "Z" in self.process_states(name), 10), self.process_states(name))
+
+    @staticmethod
+    def process_commands(container):
+        """The command line of every process in the container, as argument lists."""
+        found = podman("exec", container, "sh", "-c", "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f; echo; done", check=False).stdout
+        return [line.split() for line in found.splitlines() if line.strip()]
 
     @staticmethod
     def process_states(container):
