@@ -28,6 +28,10 @@ const MAX_PROTECTION_MINUTES: u32 = 2880;
 const MIN_SPOT_POLL: Duration = Duration::from_millis(100);
 const MAX_SPOT_POLL: Duration = Duration::from_secs(30);
 
+/// Default `--scratch-budget`: 12 GiB, so the stack's two tasks per instance fit its 30 GiB
+/// root volume with 6 GiB left for the OS, Docker and the images.
+pub const DEFAULT_SCRATCH_BUDGET: u64 = 12 * 1024 * 1024 * 1024;
+
 /// Options of `geobatch-worker run`, as typed on the command line or set in the environment.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
@@ -68,6 +72,13 @@ pub struct RunArgs {
     /// while streaming.
     #[arg(long, env = "GEOBATCH_MAX_OBJECT_BYTES", default_value_t = 10 * 1024 * 1024 * 1024)]
     pub max_object_bytes: u64,
+
+    /// Bytes of --work-dir all downloads of this worker may occupy at once. Each download
+    /// reserves its object's size before writing; one that does not fit waits (its message
+    /// stays held) until others are deleted, so the disk never fills. Must be at least
+    /// --max-object-bytes. The default (12 GiB) lets two tasks share a 30 GiB volume.
+    #[arg(long, env = "GEOBATCH_SCRATCH_BUDGET", default_value_t = DEFAULT_SCRATCH_BUDGET)]
+    pub scratch_budget: u64,
 
     /// Largest single GeoJSON feature accepted by the built-in analysis, in bytes. Defaults to
     /// the analysis engine's own limit.
@@ -127,8 +138,7 @@ pub struct RunArgs {
     #[arg(long, env = "GEOBATCH_RECEIVE_WAIT", default_value = "20s", value_parser = parse_duration)]
     pub receive_wait: Duration,
 
-    /// Directory for downloaded objects; needs room for --concurrency objects at once.
-    /// Defaults to the system temporary directory.
+    /// Directory for downloaded objects; needs room for --scratch-budget bytes. Defaults to the system temporary directory.
     #[arg(long, env = "GEOBATCH_WORK_DIR")]
     pub work_dir: Option<PathBuf>,
 
@@ -211,6 +221,8 @@ pub struct WorkerConfig {
     pub visibility_timeout: Duration,
     /// Objects larger than this are refused.
     pub max_object_bytes: u64,
+    /// Bytes of `work_dir` the downloads may occupy together (at least `max_object_bytes`).
+    pub scratch_budget: u64,
     /// What runs on each downloaded file.
     pub processor: Processor,
     /// Time in-flight work gets after the shutdown signal.
@@ -281,6 +293,27 @@ impl WorkerConfig {
         }
         if args.max_object_bytes == 0 {
             return Err(invalid("max-object-bytes", "must be at least 1"));
+        }
+        if args.scratch_budget == 0 {
+            return Err(invalid("scratch-budget", "must be at least 1"));
+        }
+        if args.scratch_budget > crate::scratch::max_budget_bytes() {
+            return Err(invalid(
+                "scratch-budget",
+                format!(
+                    "must be at most {} bytes",
+                    crate::scratch::max_budget_bytes()
+                ),
+            ));
+        }
+        if args.max_object_bytes > args.scratch_budget {
+            return Err(invalid(
+                "max-object-bytes",
+                format!(
+                    "{} is more than --scratch-budget {}: an object that large could never be downloaded",
+                    args.max_object_bytes, args.scratch_budget
+                ),
+            ));
         }
         if args.aws_call_timeout.is_zero() {
             return Err(invalid("aws-call-timeout", "must be more than zero"));
@@ -356,6 +389,7 @@ impl WorkerConfig {
             concurrency,
             visibility_timeout,
             max_object_bytes: args.max_object_bytes,
+            scratch_budget: args.scratch_budget,
             processor,
             shutdown_grace: args.shutdown_grace,
             metrics_addr: Some(args.metrics_addr),
@@ -511,6 +545,8 @@ mod tests {
         );
         assert_eq!(config.receive_wait, Duration::from_secs(20));
         assert!(matches!(config.processor, Processor::Analysis(_)));
+        assert_eq!(config.scratch_budget, 12 << 30);
+        assert!(config.max_object_bytes <= config.scratch_budget);
         assert_eq!(
             config.allowed_buckets,
             AllowedBuckets::Only(vec!["in1".into()])
@@ -533,6 +569,37 @@ mod tests {
             let error = WorkerConfig::from_args(args(extra)).expect_err(flag);
             assert_eq!(error.flag, flag, "{extra:?}");
         }
+    }
+
+    #[test]
+    fn the_scratch_budget_must_hold_the_largest_object() {
+        for (extra, flag) in [
+            (&["--scratch-budget", "0"][..], "scratch-budget"),
+            (
+                &["--scratch-budget", "9999999999999999"][..],
+                "scratch-budget",
+            ),
+            (
+                &["--max-object-bytes", "2000", "--scratch-budget", "1999"][..],
+                "max-object-bytes",
+            ),
+        ] {
+            let error = WorkerConfig::from_args(args(extra)).expect_err(flag);
+            assert_eq!(error.flag, flag, "{extra:?}");
+        }
+        let error = WorkerConfig::from_args(args(&["--scratch-budget", "1024"]))
+            .expect_err("the default 10 GiB objects do not fit 1 KiB");
+        assert!(
+            error.to_string().contains("--max-object-bytes")
+                && error.to_string().contains("--scratch-budget"),
+            "{error}"
+        );
+        let small = ["--max-object-bytes", "2000", "--scratch-budget", "2000"];
+        let config = WorkerConfig::from_args(args(&small)).expect("equal is enough");
+        assert_eq!(
+            (config.max_object_bytes, config.scratch_budget),
+            (2000, 2000)
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - [`process`]: one object: checks, download, processor, outcome.
 //! - [`processor`]: the [`processor::Processor`] trait: the built-in analysis, `--exec`, or your own.
 //! - [`fetch`]: streams an object to a temporary file within the size limit.
+//! - [`scratch`]: the task's scratch-disk budget, which every download reserves from first.
 //! - [`queue`], [`objects`]: the SQS and S3 calls, behind the traits the delivery rules use.
 //! - [`deadline`]: the deadline every AWS call is made with.
 //! - [`exec`]: runs the `--exec` command on a downloaded file.
@@ -45,6 +46,7 @@ pub mod protection;
 pub mod queue;
 pub mod reaper;
 pub mod results;
+pub mod scratch;
 pub mod sdk_error;
 pub mod service;
 pub mod telemetry;

@@ -373,8 +373,10 @@ mod tests {
     use super::*;
     use crate::fakes::{self, Behaviour, Call, Fakes, World};
     use crate::held::HeldMessages;
+    use crate::scratch::ScratchBudget;
     use crate::sdk_error::GetErrorKind;
     use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
+    use prometheus_client::metrics::gauge::Gauge;
 
     const SAMPLE: &str = r#"{"type":"FeatureCollection","features":[
         {"type":"Feature","properties":{},"geometry":{"type":"Point","coordinates":[1,2]}}]}"#;
@@ -389,7 +391,12 @@ mod tests {
         let store = ResultStore::new(fakes.clone(), config.output.clone(), config.call_timeout);
         MessageHandler {
             queue: fakes.clone(),
-            processor: ObjectProcessor::new(fakes.clone(), store.clone(), Arc::clone(&config)),
+            processor: ObjectProcessor::new(
+                fakes.clone(),
+                store.clone(),
+                Arc::clone(&config),
+                ScratchBudget::new(config.scratch_budget, Gauge::default()).expect("valid budget"),
+            ),
             store,
             config,
             metrics: Metrics::new().0,

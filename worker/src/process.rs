@@ -17,6 +17,7 @@ use crate::kind::ErrorKind;
 use crate::objects::ObjectStore;
 use crate::processor::{self, Input, ProcessError, Processor};
 use crate::results::{ErrorDetail, ObjectSource, Outcome, ResultStore};
+use crate::scratch::ScratchBudget;
 use crate::sdk_error::GetErrorKind;
 use geobatch_common::outcome::{OutcomeKey, is_bucket_name};
 
@@ -79,6 +80,8 @@ pub struct ObjectProcessor<S> {
     store: ResultStore<S>,
     config: Arc<WorkerConfig>,
     processor: Arc<dyn Processor>,
+    /// Shared by every clone, so all the task's slots draw on one budget.
+    scratch: ScratchBudget,
 }
 
 impl<S: fmt::Debug> fmt::Debug for ObjectProcessor<S> {
@@ -92,11 +95,16 @@ impl<S: fmt::Debug> fmt::Debug for ObjectProcessor<S> {
 }
 
 impl<S: ObjectStore> ObjectProcessor<S> {
-    /// A processor reading sources through `objects` and writing through `store`, running
-    /// what `config.processor` names (the built-in analysis or `--exec`).
-    pub fn new(objects: S, store: ResultStore<S>, config: Arc<WorkerConfig>) -> ObjectProcessor<S> {
+    /// A processor reading sources through `objects` into `scratch` and writing through
+    /// `store`, running what `config.processor` names (the built-in analysis or `--exec`).
+    pub fn new(
+        objects: S,
+        store: ResultStore<S>,
+        config: Arc<WorkerConfig>,
+        scratch: ScratchBudget,
+    ) -> ObjectProcessor<S> {
         let processor = processor::from_config(&config.processor);
-        ObjectProcessor::with_processor(objects, store, config, processor)
+        ObjectProcessor::with_processor(objects, store, config, scratch, processor)
     }
 
     /// [`ObjectProcessor::new`] running `processor` on every object instead.
@@ -104,6 +112,7 @@ impl<S: ObjectStore> ObjectProcessor<S> {
         objects: S,
         store: ResultStore<S>,
         config: Arc<WorkerConfig>,
+        scratch: ScratchBudget,
         processor: Arc<dyn Processor>,
     ) -> ObjectProcessor<S> {
         ObjectProcessor {
@@ -111,6 +120,7 @@ impl<S: ObjectStore> ObjectProcessor<S> {
             store,
             config,
             processor,
+            scratch,
         }
     }
 
@@ -197,7 +207,14 @@ impl<S: ObjectStore> ObjectProcessor<S> {
             max_object_bytes: config.max_object_bytes,
             call_timeout: config.call_timeout,
         };
-        let download = match fetch::download(&self.objects, object, limits, &config.work_dir).await
+        let download = match fetch::download(
+            &self.objects,
+            object,
+            limits,
+            &config.work_dir,
+            &self.scratch,
+        )
+        .await
         {
             Ok(download) => download,
             Err(FetchError::Refused { kind, message, .. }) => {
@@ -268,6 +285,7 @@ mod tests {
     use crate::event::ObjectRef;
     use crate::fakes::{self, Call, Fakes};
     use crate::processor::Processing;
+    use prometheus_client::metrics::gauge::Gauge;
 
     /// A processor of one's own that answers what it is told, after checking it was handed
     /// the downloaded bytes and the source as read.
@@ -297,8 +315,15 @@ mod tests {
             .insert("k".to_owned(), Ok(b"{\"type\": \"Point\"}".to_vec()));
         let config = Arc::new(fakes::config(&[]));
         let store = ResultStore::new(fakes.clone(), config.output.clone(), config.call_timeout);
-        let processor =
-            ObjectProcessor::with_processor(fakes.clone(), store, config, Arc::new(Answer(answer)));
+        let scratch =
+            ScratchBudget::new(config.scratch_budget, Gauge::default()).expect("valid budget");
+        let processor = ObjectProcessor::with_processor(
+            fakes.clone(),
+            store,
+            config,
+            scratch,
+            Arc::new(Answer(answer)),
+        );
         let object = ObjectRef {
             bucket: "in1".into(),
             key: "k".into(),

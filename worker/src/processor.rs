@@ -219,12 +219,19 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn input(body: &str) -> Input {
+    async fn input(body: &str) -> Input {
         let file = tempfile::NamedTempFile::new().expect("temp file");
         std::fs::write(file.path(), body).expect("write");
+        let scratch =
+            crate::scratch::ScratchBudget::new(1 << 20, Default::default()).expect("valid budget");
         Input {
             file: Download {
-                path: file.into_temp_path(),
+                path: crate::fetch::ScratchPath::new(
+                    file.into_temp_path(),
+                    scratch
+                        .reserve(body.len() as u64, "s3://in/a b.geojson")
+                        .await,
+                ),
                 size_bytes: body.len() as u64,
                 etag: None,
                 version_id: None,
@@ -243,21 +250,23 @@ mod tests {
     async fn the_built_in_analysis_reports_and_sorts_its_errors_into_permanent_and_transient() {
         let built_in = BuiltIn::new(AnalysisOptions::default());
         let report = built_in
-            .process(input(r#"{"type": "Point", "coordinates": [1, 2]}"#))
+            .process(input(r#"{"type": "Point", "coordinates": [1, 2]}"#).await)
             .await;
         let Ok(Outcome::Analysis(report)) = report else {
             panic!("not an analysis: {report:?}");
         };
         assert_eq!(report["features"], 1);
 
-        let broken = built_in.process(input(r#"{"type": "Point", "coord"#)).await;
+        let broken = built_in
+            .process(input(r#"{"type": "Point", "coord"#).await)
+            .await;
         let Err(ProcessError::Permanent(detail)) = broken else {
             panic!("not permanent: {broken:?}");
         };
         assert_eq!(detail.kind.as_str(), "truncated");
         assert!(detail.offset.is_some(), "{detail:?}");
 
-        let gone = input("{}");
+        let gone = input("{}").await;
         std::fs::remove_file(&gone.file.path).expect("remove the download");
         let unreadable = built_in.process(gone).await;
         assert!(
@@ -272,13 +281,13 @@ mod tests {
             "cat",
             Duration::from_secs(10),
         )));
-        let output = cat.process(input("[1, 2]")).await;
+        let output = cat.process(input("[1, 2]").await).await;
         assert_eq!(output, Ok(Outcome::ExecOutput(serde_json::json!([1, 2]))));
         let key = Exec(ExecOptions::new(
             "printf %s \"$GEOBATCH_SOURCE_KEY\"; exit 4; true",
             Duration::from_secs(10),
         ))
-        .process(input(""))
+        .process(input("").await)
         .await;
         let Err(ProcessError::Permanent(detail)) = key else {
             panic!("not permanent: {key:?}");

@@ -40,6 +40,7 @@ use crate::processor::{self, Processor};
 use crate::protection::TaskProtection;
 use crate::queue::{MAX_BATCH, Queue, SqsQueue};
 use crate::results::ResultStore;
+use crate::scratch::ScratchBudget;
 use crate::sdk_error::error_chain;
 use crate::telemetry::{self, Metrics};
 use crate::visibility;
@@ -68,6 +69,9 @@ pub enum ServiceError {
         /// What SQS said.
         message: String,
     },
+    /// `--scratch-budget` cannot be counted (configuration validation keeps it countable).
+    #[error("invalid --scratch-budget: {0}")]
+    ScratchBudget(#[from] crate::scratch::BudgetError),
 }
 
 /// Entry point of `geobatch-worker run`: logging, configuration, runtime, signals.
@@ -232,6 +236,7 @@ pub async fn run_with_processor(
         None => None,
     };
 
+    let scratch = ScratchBudget::new(config.scratch_budget, metrics.scratch_reserved.clone())?;
     let objects = S3Store::new(s3);
     let store = ResultStore::new(objects.clone(), config.output.clone(), config.call_timeout);
     let queue = SqsQueue::new(sqs.clone(), config.queue_url.clone());
@@ -241,6 +246,7 @@ pub async fn run_with_processor(
             objects,
             store.clone(),
             Arc::clone(&config),
+            scratch,
             processor,
         ),
         store,
@@ -252,6 +258,7 @@ pub async fn run_with_processor(
         output_bucket = %config.output.bucket,
         output_prefix = %config.output.prefix,
         concurrency = config.concurrency,
+        scratch_budget_bytes = config.scratch_budget,
         visibility_timeout_secs = config.visibility_timeout.as_secs(),
         "worker started"
     );

@@ -31,6 +31,8 @@ pub struct Metrics {
     bytes_processed: Counter,
     processing_seconds: Histogram,
     messages_in_flight: Gauge,
+    /// Bytes of scratch disk reserved by downloads right now (see [`crate::scratch`]).
+    pub scratch_reserved: Gauge,
     /// The Spot interruption watcher's metrics.
     pub interruption: crate::interruption::InterruptionMetrics,
 }
@@ -49,6 +51,7 @@ impl Metrics {
             bytes_processed: Counter::default(),
             processing_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 18)),
             messages_in_flight: Gauge::default(),
+            scratch_reserved: Gauge::default(),
             interruption: crate::interruption::InterruptionMetrics::default(),
         };
         let mut registry = Registry::with_prefix("geobatch_worker");
@@ -102,6 +105,11 @@ impl Metrics {
             "Messages currently held by this worker",
             metrics.messages_in_flight.clone(),
         );
+        registry.register(
+            "scratch_reserved_bytes",
+            "Bytes of --scratch-budget reserved by downloads on disk or in progress",
+            metrics.scratch_reserved.clone(),
+        );
         metrics.interruption.register(&mut registry);
         (metrics, Arc::new(registry))
     }
@@ -135,6 +143,17 @@ pub fn message_started(metrics: &Metrics, message: MessageContext<'_>) {
 /// A message is no longer held (deleted or released).
 pub fn message_finished(metrics: &Metrics) {
     metrics.messages_in_flight.dec();
+}
+
+/// A download waits for room in the scratch budget; its message stays held meanwhile.
+pub fn waiting_for_scratch(source: &str, size_bytes: u64, reserved_bytes: u64, budget_bytes: u64) {
+    tracing::info!(
+        source,
+        size_bytes,
+        reserved_bytes,
+        budget_bytes,
+        "waiting for scratch space before downloading"
+    );
 }
 
 /// ReceiveMessage failed; the loop backs off.

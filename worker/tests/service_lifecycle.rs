@@ -449,6 +449,7 @@ fn run_help_names_every_environment_variable() {
         "GEOBATCH_CONCURRENCY",
         "GEOBATCH_VISIBILITY_TIMEOUT",
         "GEOBATCH_MAX_OBJECT_BYTES",
+        "GEOBATCH_SCRATCH_BUDGET",
         "GEOBATCH_SHUTDOWN_GRACE",
         "GEOBATCH_METRICS_ADDR",
         "GEOBATCH_EXEC",

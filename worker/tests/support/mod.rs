@@ -130,6 +130,7 @@ impl Stack {
             concurrency: 4,
             visibility_timeout: Duration::from_secs(10),
             max_object_bytes: 1024 * 1024,
+            scratch_budget: 4 * 1024 * 1024,
             processor: Processor::Analysis(AnalysisOptions::default()),
             shutdown_grace: Duration::from_secs(10),
             metrics_addr: None,
