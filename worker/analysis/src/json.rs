@@ -499,6 +499,23 @@ fn hex4(chars: &mut std::str::Chars<'_>) -> Option<u32> {
 /// Shared by a number's integer and fraction parts, which accumulate into one mantissa.
 #[inline]
 fn accumulate_digits(bytes: &[u8], mut i: usize, mantissa: &mut u64, digits: &mut u32) -> usize {
+    // Eight bytes at a time while eight remain (SWAR): the digits before the first non-digit
+    // byte are combined in a few multiplications. `mantissa * 10^n + value` taken modulo 2^64
+    // is exactly what n steps of the byte loop below compute with wrapping arithmetic.
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let n = leading_digits(word);
+        if n == 0 {
+            return i;
+        }
+        let value = eight_digits(word, n);
+        *mantissa = mantissa.wrapping_mul(POW10_U64[n]).wrapping_add(value);
+        *digits += n as u32;
+        i += n;
+        if n < 8 {
+            return i;
+        }
+    }
     while let Some(&b) = bytes.get(i) {
         if !b.is_ascii_digit() {
             break;
@@ -510,6 +527,46 @@ fn accumulate_digits(bytes: &[u8], mut i: usize, mantissa: &mut u64, digits: &mu
     i
 }
 
+/// 10^n for n in 0..=8.
+const POW10_U64: [u64; 9] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
+
+/// How many of the eight bytes of `word` (little-endian: byte 0 first) are ASCII digits
+/// before the first one that is not (8 when all are). A byte is flagged when `b - 0x30`
+/// borrows or lands at or above 0x80 (b < '0' or b >= 0xB0), or `b + 0x46` reaches 0x80
+/// (b > '9'); digit bytes neither borrow nor carry, so the lowest flagged byte is exact.
+#[inline]
+fn leading_digits(word: u64) -> usize {
+    let flags = (word.wrapping_sub(0x3030_3030_3030_3030)
+        | word.wrapping_add(0x4646_4646_4646_4646))
+        & 0x8080_8080_8080_8080;
+    (flags.trailing_zeros() / 8) as usize
+}
+
+/// The value of the first `n` (1..=8) digit bytes of `word`: the later bytes are shifted
+/// out and leading zero digits shifted in, then the standard three-multiplication combine.
+#[inline]
+fn eight_digits(word: u64, n: usize) -> u64 {
+    let mut v = word.wrapping_sub(0x3030_3030_3030_3030) << (8 * (8 - n));
+    v = v.wrapping_mul(10).wrapping_add(v >> 8);
+    const MASK: u64 = 0x0000_00FF_0000_00FF;
+    const MUL1: u64 = 100 + (1_000_000 << 32);
+    const MUL2: u64 = 1 + (10_000 << 32);
+    (v & MASK)
+        .wrapping_mul(MUL1)
+        .wrapping_add(((v >> 16) & MASK).wrapping_mul(MUL2))
+        >> 32
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
@@ -519,6 +576,63 @@ mod test {
         let value = cursor.number()?;
         cursor.finish()?;
         Ok(value)
+    }
+
+    /// The byte loop alone: the reference the eight-byte path must equal.
+    fn accumulate_bytewise(
+        bytes: &[u8],
+        mut i: usize,
+        mantissa: &mut u64,
+        digits: &mut u32,
+    ) -> usize {
+        while let Some(&b) = bytes.get(i) {
+            if !b.is_ascii_digit() {
+                break;
+            }
+            *mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
+            *digits += 1;
+            i += 1;
+        }
+        i
+    }
+
+    #[test]
+    fn eight_byte_digits_equal_the_byte_loop() {
+        // Every byte value after every run length, and long runs that wrap the mantissa.
+        let mut cases: Vec<Vec<u8>> = Vec::new();
+        for run in 0..=20 {
+            for stop in 0..=255u8 {
+                let mut text: Vec<u8> = (0..run).map(|k| b'0' + ((k * 7 + 3) % 10) as u8).collect();
+                text.push(stop);
+                text.extend_from_slice(b"9876543210");
+                cases.push(text);
+            }
+        }
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..20_000 {
+            let len = (state % 40) as usize;
+            let text: Vec<u8> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    if state.is_multiple_of(5) {
+                        (state >> 8) as u8
+                    } else {
+                        b'0' + (state >> 8) as u8 % 10
+                    }
+                })
+                .collect();
+            cases.push(text);
+        }
+        for text in &cases {
+            for start in 0..=text.len().min(3) {
+                let (mut m1, mut d1, mut m2, mut d2) = (0u64, 0u32, 0u64, 0u32);
+                let i1 = accumulate_digits(text, start, &mut m1, &mut d1);
+                let i2 = accumulate_bytewise(text, start, &mut m2, &mut d2);
+                assert_eq!((i1, m1, d1), (i2, m2, d2), "{text:?} from {start}");
+            }
+        }
     }
 
     #[test]
