@@ -449,8 +449,7 @@ impl<R: Read> Splitter<R> {
                     continue;
                 }
                 if depth > 0 {
-                    let Some(skip) = chunk[i..].iter().position(|&b| STRUCTURE[usize::from(b)])
-                    else {
+                    let Some(skip) = find_structure(&chunk[i..]) else {
                         i = chunk.len();
                         break;
                     };
@@ -605,6 +604,37 @@ static STRING_STOP: [bool; 256] = byte_set(b"\"\\");
 /// Bytes that matter inside a container outside strings.
 static STRUCTURE: [bool; 256] = byte_set(b"\"{}[]");
 
+/// The index of the first byte of `bytes` in [`STRUCTURE`] (`"`, `{`, `}`, `[`, `]`), eight
+/// bytes at a time (SWAR): `b | 0x20` maps exactly `[`/`{` to `{` and `]`/`}` to `}`, and
+/// `"` is matched on `b` itself. Each zero-byte test flags its lowest true match exactly (a
+/// false flag sits only above a true one, through the borrow), so the lowest flag of their
+/// union is the first match.
+#[inline]
+fn find_structure(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    #[inline]
+    fn zero_bytes(v: u64) -> u64 {
+        v.wrapping_sub(ONES) & !v & HIGH
+    }
+    let mut i = 0;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let folded = word | 0x2020_2020_2020_2020;
+        let flags = zero_bytes(word ^ (ONES * u64::from(b'"')))
+            | zero_bytes(folded ^ (ONES * u64::from(b'{')))
+            | zero_bytes(folded ^ (ONES * u64::from(b'}')));
+        if flags != 0 {
+            return Some(i + (flags.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    bytes[i..]
+        .iter()
+        .position(|&b| STRUCTURE[usize::from(b)])
+        .map(|k| i + k)
+}
+
 const fn byte_set(bytes: &[u8]) -> [bool; 256] {
     let mut set = [false; 256];
     let mut i = 0;
@@ -613,4 +643,46 @@ const fn byte_set(bytes: &[u8]) -> [bool; 256] {
         i += 1;
     }
     set
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_structure_equals_the_byte_table() {
+        // Every byte value at every position of a window, and pseudo-random texts.
+        let mut cases: Vec<Vec<u8>> = Vec::new();
+        for len in 0..20 {
+            for pos in 0..len {
+                for b in 0..=255u8 {
+                    let mut text = vec![b'7'; len];
+                    text[pos] = b;
+                    cases.push(text);
+                }
+            }
+        }
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..20_000 {
+            let len = (state % 48) as usize;
+            let text: Vec<u8> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    let b = (state >> 16) as u8;
+                    if state.is_multiple_of(3) {
+                        b
+                    } else {
+                        b'0' + b % 10
+                    }
+                })
+                .collect();
+            cases.push(text);
+        }
+        for text in &cases {
+            let expected = text.iter().position(|&b| STRUCTURE[usize::from(b)]);
+            assert_eq!(find_structure(text), expected, "{text:?}");
+        }
+    }
 }
