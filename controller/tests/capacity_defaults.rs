@@ -147,6 +147,21 @@ fn the_simulator_models_the_same_fleet_by_default() {
 }
 
 #[test]
+fn the_simulator_bills_the_volume_the_stack_gives_each_instance() {
+    let defaults = parameter_defaults(STACK);
+    assert!(
+        STACK.contains("VolumeSize: !Ref WorkerVolumeSizeGiB"),
+        "the worker launch template must size its root volume from WorkerVolumeSizeGiB"
+    );
+    let volume: f64 = defaults
+        .get("WorkerVolumeSizeGiB")
+        .expect("the stack has WorkerVolumeSizeGiB")
+        .parse()
+        .expect("a number");
+    assert_eq!(ModelParams::default().root_volume_gb, volume);
+}
+
+#[test]
 fn the_targeted_parse_reads_defaults_and_only_defaults() {
     let template = "Parameters:\n  A:\n    Type: Number\n    Default: 3\n  B:\n    Type: String\n    \
                     Default: \"x\"\n  C:\n    Type: Number\nResources:\n  D:\n    Default: 9\n";

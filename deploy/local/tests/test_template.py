@@ -41,6 +41,29 @@ class TemplateAgreesWithTheProgramsTest(unittest.TestCase):
             self.assertIn(f"[env: {name}=", help_text, f"{name} is set by the task definition but unknown to geobatch-worker run")
         self.assertEqual(container["Command"], ["run"])
 
+    def test_the_scratch_budget_is_the_workers_default_and_fits_the_instance_volume(self):
+        # Downloads of every task on an instance share its root volume: the stack's budget per
+        # task must be the worker's own default, hold the largest object, and leave the OS room.
+        params = self.template["Parameters"]
+        container = self.resources["WorkerTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+        env = {e["Name"]: e["Value"] for e in container["Environment"]}
+        self.assertEqual(env["GEOBATCH_SCRATCH_BUDGET"], {"Ref": "WorkerScratchBudgetBytes"})
+        disk = self.resources["WorkerLaunchTemplate"]["Properties"]["LaunchTemplateData"]["BlockDeviceMappings"][0]["Ebs"]
+        self.assertEqual(disk["VolumeSize"], {"Ref": "WorkerVolumeSizeGiB"})
+        help_text = subprocess.run([binary(WORKER), "run", "--help"], capture_output=True, text=True, check=True).stdout
+        defaults = {}
+        # One block per option: from its `--name <VALUE>` line to the next one.
+        for block in re.split(r"\n(?=\s*(?:-\w, )?--[a-z-]+(?: <\w+>)?\n)", help_text):
+            flag, default = re.match(r"\s*(?:-\w, )?--([a-z-]+)", block), re.search(r"\[default: (\d+)\]", block)
+            if flag and default:
+                defaults[flag.group(1)] = int(default.group(1))
+        budget = int(params["WorkerScratchBudgetBytes"]["Default"])
+        self.assertEqual(budget, defaults["scratch-budget"], "the stack and the worker disagree on the budget")
+        self.assertGreaterEqual(budget, defaults["max-object-bytes"], "the largest object must fit the budget")
+        tasks = int(params["TasksPerInstance"]["Default"])
+        volume = int(params["WorkerVolumeSizeGiB"]["Default"]) * 2**30
+        self.assertLessEqual(tasks * budget + 6 * 2**30, volume, "the tasks' downloads could fill the volume")
+
     def test_the_controller_accepts_the_config_the_user_data_writes(self):
         user_data = self.resources["ControllerLaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Sub"]
         start = "cat > /etc/geobatch/controller.toml <<'TOML'\n"
