@@ -608,30 +608,31 @@ mod test {
                 cases.push(text);
             }
         }
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        for _ in 0..20_000 {
-            let len = (state % 40) as usize;
-            let text: Vec<u8> = (0..len)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    if state.is_multiple_of(5) {
-                        (state >> 8) as u8
-                    } else {
-                        b'0' + (state >> 8) as u8 % 10
-                    }
-                })
-                .collect();
-            cases.push(text);
-        }
         for text in &cases {
             for start in 0..=text.len().min(3) {
-                let (mut m1, mut d1, mut m2, mut d2) = (0u64, 0u32, 0u64, 0u32);
-                let i1 = accumulate_digits(text, start, &mut m1, &mut d1);
-                let i2 = accumulate_bytewise(text, start, &mut m2, &mut d2);
-                assert_eq!((i1, m1, d1), (i2, m2, d2), "{text:?} from {start}");
+                assert_digits_agree(text, start);
             }
+        }
+    }
+
+    fn assert_digits_agree(text: &[u8], start: usize) {
+        let (mut m1, mut d1, mut m2, mut d2) = (0u64, 0u32, 0u64, 0u32);
+        let i1 = accumulate_digits(text, start, &mut m1, &mut d1);
+        let i2 = accumulate_bytewise(text, start, &mut m2, &mut d2);
+        assert_eq!((i1, m1, d1), (i2, m2, d2), "{text:?} from {start}");
+    }
+
+    proptest::proptest! {
+        /// Texts mostly of digits, with any byte now and then.
+        #[test]
+        fn eight_byte_digits_equal_the_byte_loop_on_random_texts(
+            text in proptest::collection::vec(
+                proptest::prop_oneof![4 => b'0'..=b'9', 1 => proptest::num::u8::ANY],
+                0..40,
+            ),
+            start in 0usize..4,
+        ) {
+            assert_digits_agree(&text, start.min(text.len()));
         }
     }
 
