@@ -146,9 +146,11 @@ fn contains(outer: &Bbox, inner: &Bbox) -> bool {
 struct Polygons {
     /// Ring positions back to back; each ring is closed (last equals first).
     points: Vec<Xy>,
-    /// Segment `s` runs from `points[seg_start[s]]` to the next position.
-    seg_start: Vec<usize>,
-    seg_ring: Vec<usize>,
+    /// The ring of each segment. Rings are stored back to back and each adds one position
+    /// more than it has segments, so segment `s` runs from `points[s + seg_ring[s]]` to the
+    /// next position: no start index is stored. `u32` halves the largest per-segment array
+    /// (a feature never has 4 billion rings: it would need far more bytes than any limit).
+    seg_ring: Vec<u32>,
     /// Segment range of each ring.
     ring_segs: Vec<Range<usize>>,
     ring_part: Vec<usize>,
@@ -169,7 +171,6 @@ impl Polygons {
     fn build(geometry: &Geometry, stop: &Stop) -> Result<Polygons, Outcome> {
         let mut polygons = Polygons {
             points: Vec::with_capacity(geometry.points.len()),
-            seg_start: Vec::with_capacity(geometry.points.len()),
             seg_ring: Vec::with_capacity(geometry.points.len()),
             ring_segs: Vec::new(),
             ring_part: Vec::new(),
@@ -195,7 +196,7 @@ impl Polygons {
                 if distinct_count(ring) < 4 {
                     return Err(invalid(TOO_FEW_POINTS, Some(first)));
                 }
-                polygons.add_ring(ring, part);
+                polygons.add_ring(ring, part)?;
             }
             if polygons.ring_segs.len() > first_ring {
                 polygons
@@ -204,14 +205,15 @@ impl Polygons {
             }
         }
         polygons.build_levels();
-        let segments = polygons.seg_start.len() as u64;
+        let segments = polygons.seg_ring.len() as u64;
         polygons.budget = 256 * segments + (1 << 22);
         Ok(polygons)
     }
 
-    fn add_ring(&mut self, ring: &[Xy], part: usize) {
-        let ring_id = self.ring_segs.len();
-        let first_seg = self.seg_start.len();
+    fn add_ring(&mut self, ring: &[Xy], part: usize) -> Result<(), Outcome> {
+        // Past u32 the check gives up (unchecked) rather than mislabel segments.
+        let ring_id = u32::try_from(self.ring_segs.len()).map_err(|_| Outcome::OverBudget)?;
+        let first_seg = self.seg_ring.len();
         let mut bbox = [
             f64::INFINITY,
             f64::INFINITY,
@@ -224,31 +226,42 @@ impl Polygons {
                 continue;
             }
             if previous.is_some() {
-                self.seg_start.push(self.points.len() - 1);
                 self.seg_ring.push(ring_id);
             }
             bbox = union(bbox, [p[0], p[1], p[0], p[1]]);
             self.points.push(p);
             previous = Some(p);
         }
-        self.ring_segs.push(first_seg..self.seg_start.len());
+        self.ring_segs.push(first_seg..self.seg_ring.len());
         self.ring_part.push(part);
         self.ring_bbox.push(bbox);
+        Ok(())
+    }
+
+    /// The ring of segment `s`.
+    fn ring_of(&self, s: usize) -> usize {
+        self.seg_ring[s] as usize
+    }
+
+    /// The index in `points` where segment `s` starts.
+    fn seg_start(&self, s: usize) -> usize {
+        s + self.ring_of(s)
     }
 
     fn segment(&self, s: usize) -> (Xy, Xy) {
-        let i = self.seg_start[s];
+        let i = self.seg_start(s);
         (self.points[i], self.points[i + 1])
     }
 
     fn build_levels(&mut self) {
-        let leaves: Vec<Bbox> = self
-            .seg_start
-            .chunks(FANOUT)
-            .map(|chunk| {
-                chunk
-                    .iter()
-                    .map(|&i| bbox_of(self.points[i], self.points[i + 1]))
+        let segments = self.seg_ring.len();
+        let leaves: Vec<Bbox> = (0..segments.div_ceil(FANOUT))
+            .map(|leaf| {
+                (leaf * FANOUT..((leaf + 1) * FANOUT).min(segments))
+                    .map(|s| {
+                        let (p, q) = self.segment(s);
+                        bbox_of(p, q)
+                    })
                     .fold(
                         [
                             f64::INFINITY,
@@ -286,7 +299,7 @@ impl Polygons {
     }
 
     fn check(mut self) -> Check {
-        if self.seg_start.is_empty() {
+        if self.seg_ring.is_empty() {
             return Ok(());
         }
         self.find_intersections()?;
@@ -330,7 +343,7 @@ impl Polygons {
     }
 
     fn compare_leaves(&mut self, a: usize, b: usize) -> Check {
-        let count = self.seg_start.len();
+        let count = self.seg_ring.len();
         let a_segs = a * FANOUT..((a + 1) * FANOUT).min(count);
         let b_end = ((b + 1) * FANOUT).min(count);
         let mut compared = 0u64;
@@ -369,7 +382,7 @@ impl Polygons {
     /// and between rings (recorded for the connectivity rule), invalid anywhere else on one
     /// ring.
     fn classify_touch(&mut self, s: usize, t: usize, at: Xy) -> Check {
-        let (ring_s, ring_t) = (self.seg_ring[s], self.seg_ring[t]);
+        let (ring_s, ring_t) = (self.ring_of(s), self.ring_of(t));
         if ring_s != ring_t {
             self.touches.push((ring_s, ring_t, at));
             self.touches.push((ring_t, ring_s, at));
@@ -377,9 +390,9 @@ impl Polygons {
         }
         let segs = &self.ring_segs[ring_s];
         let shared = if t == s + 1 {
-            Some(self.points[self.seg_start[t]])
+            Some(self.points[self.seg_start(t)])
         } else if s == segs.start && t == segs.end - 1 {
-            Some(self.points[self.seg_start[s]])
+            Some(self.points[self.seg_start(s)])
         } else {
             None
         };
@@ -394,8 +407,8 @@ impl Polygons {
     /// then strictly inside or outside.
     fn free_vertex(&mut self, ring: usize) -> Result<Option<Xy>, Outcome> {
         let segs = self.ring_segs[ring].clone();
-        let first = self.seg_start[segs.start];
-        let last = self.seg_start[segs.end - 1] + 1;
+        let first = self.seg_start(segs.start);
+        let last = self.seg_start(segs.end - 1) + 1;
         let from = self.touches.partition_point(|t| t.0 < ring);
         let to = self.touches.partition_point(|t| t.0 <= ring);
         // Charged like every other step: a ring touched at each of its vertices (a hole
