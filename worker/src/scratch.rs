@@ -14,6 +14,7 @@
 //! The budget counts in KiB (a semaphore's permits), rounding each reservation up, so one
 //! object as large as the whole budget always fits, on its own.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use prometheus_client::metrics::gauge::Gauge;
@@ -175,6 +176,22 @@ impl ScratchBudget {
     }
 }
 
+/// Checks at start-up that downloads can be staged in `dir` (it exists, is a directory and
+/// takes a new file, which a read-only container root does not), and returns the bytes free
+/// there for this process. The budget is this task's share: tasks on one instance share the
+/// volume, so free space at least the budget is needed, not enough.
+pub fn check_work_dir(dir: &Path) -> std::io::Result<u64> {
+    if !std::fs::metadata(dir)?.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotADirectory,
+            "not a directory",
+        ));
+    }
+    drop(tempfile::tempfile_in(dir)?);
+    let stats = rustix::fs::statvfs(dir)?;
+    Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
+}
+
 fn units(bytes: u64) -> u64 {
     bytes.div_ceil(UNIT)
 }
@@ -285,6 +302,24 @@ mod tests {
         assert!(budget.try_grow(&mut grown, 4 * 1024));
         drop(grown);
         assert_eq!(budget.reserved_bytes(), 0);
+    }
+
+    #[test]
+    fn the_work_dir_must_be_a_writable_directory_and_its_free_space_is_read() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let free = check_work_dir(dir.path()).expect("a temp dir takes downloads");
+        assert!(free > 0, "a writable file system has room: {free}");
+        let missing = check_work_dir(&dir.path().join("missing")).map(|_| ());
+        assert_eq!(
+            missing.map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::NotFound)
+        );
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").expect("write");
+        assert_eq!(
+            check_work_dir(&file).map(|_| ()).map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::NotADirectory)
+        );
     }
 
     #[test]

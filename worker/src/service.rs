@@ -72,6 +72,14 @@ pub enum ServiceError {
     /// `--scratch-budget` cannot be counted (configuration validation keeps it countable).
     #[error("invalid --scratch-budget: {0}")]
     ScratchBudget(#[from] crate::scratch::BudgetError),
+    /// `--work-dir` cannot hold downloads: missing, not a directory, or not writable.
+    #[error("cannot stage downloads in --work-dir {}: {source}", path.display())]
+    WorkDir {
+        /// The configured directory.
+        path: std::path::PathBuf,
+        /// What the file system said.
+        source: std::io::Error,
+    },
 }
 
 /// Entry point of `geobatch-worker run`: logging, configuration, runtime, signals.
@@ -197,6 +205,13 @@ pub async fn run_with_processor(
             .force_path_style(geobatch_common::aws::s3_needs_path_style(sdk_config))
             .build(),
     );
+    let available = crate::scratch::check_work_dir(&config.work_dir).map_err(|source| {
+        ServiceError::WorkDir {
+            path: config.work_dir.clone(),
+            source,
+        }
+    })?;
+    telemetry::scratch_space(&config.work_dir, available, config.scratch_budget);
     check_queue(&sqs, &config).await?;
 
     let (metrics, registry) = Metrics::new();

@@ -145,6 +145,27 @@ pub fn message_finished(metrics: &Metrics) {
     metrics.messages_in_flight.dec();
 }
 
+/// The work dir's free space at start-up, against the budget: a warning when a full budget
+/// would not fit (downloads could then fail with ENOSPC, be retried and end in the DLQ).
+pub fn scratch_space(work_dir: &std::path::Path, available_bytes: u64, budget_bytes: u64) {
+    let work_dir = work_dir.display().to_string();
+    if available_bytes < budget_bytes {
+        tracing::warn!(
+            work_dir,
+            available_bytes,
+            budget_bytes,
+            "--work-dir has less free space than --scratch-budget: lower the budget or give the directory more room, or downloads may fail with a full disk"
+        );
+    } else {
+        tracing::info!(
+            work_dir,
+            available_bytes,
+            budget_bytes,
+            "scratch space checked"
+        );
+    }
+}
+
 /// A download waits for room in the scratch budget; its message stays held meanwhile.
 pub fn waiting_for_scratch(source: &str, size_bytes: u64, reserved_bytes: u64, budget_bytes: u64) {
     tracing::info!(

@@ -338,6 +338,42 @@ async fn messages_received_by_a_poll_interrupted_by_shutdown_are_visible_again_a
     );
 }
 
+/// A work dir that cannot take downloads stops the worker at start-up, naming the flag and
+/// the path, before it receives anything: no message is taken only to fail its download.
+#[tokio::test]
+async fn a_missing_work_dir_stops_the_binary_at_start_up_with_a_clear_error() {
+    let stack = Stack::new(StackOptions::default()).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("no-such-dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_geobatch-worker"))
+        .arg("run")
+        .envs(Emulator::shared().child_env())
+        .env("GEOBATCH_QUEUE_URL", &stack.queue_url)
+        .env(
+            "GEOBATCH_OUTPUT",
+            format!("s3://{}/results/", stack.output_bucket),
+        )
+        .env("GEOBATCH_ALLOWED_BUCKETS", &stack.input_bucket)
+        .env("GEOBATCH_METRICS_ADDR", "127.0.0.1:0")
+        .env("GEOBATCH_WORK_DIR", &missing)
+        .env_remove("ECS_AGENT_URI")
+        .output()
+        .expect("run the worker binary");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot stage downloads in --work-dir {}",
+            missing.display()
+        )),
+        "stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("No such file or directory"),
+        "stderr:\n{stderr}"
+    );
+}
+
 /// The binary as ECS starts it: configured by environment variables only, it processes a
 /// file, logs JSON lines naming the message, bucket, key and outcome, serves Prometheus
 /// metrics, and on SIGTERM exits 0.
@@ -392,6 +428,7 @@ async fn the_binary_configured_by_environment_processes_files_and_exits_0_on_sig
         "geobatch_worker_bytes_processed_total",
         "geobatch_worker_processing_seconds_count 1",
         "geobatch_worker_messages_in_flight 0",
+        "geobatch_worker_scratch_reserved_bytes 0",
     ] {
         assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
     }
@@ -431,6 +468,16 @@ async fn the_binary_configured_by_environment_processes_files_and_exits_0_on_sig
     assert!(
         lines.iter().any(|line| line["signal"] == "SIGTERM"),
         "the shutdown is logged"
+    );
+    // The work dir's free space is read at start-up and set against the default budget
+    // (a warning where the disk has less free than that).
+    let space = lines
+        .iter()
+        .find(|line| line["budget_bytes"] == 12u64 << 30)
+        .unwrap_or_else(|| panic!("no scratch-space line in:\n{stderr}"));
+    assert!(
+        space["available_bytes"].as_u64().is_some_and(|n| n > 0),
+        "{space}"
     );
 }
 
